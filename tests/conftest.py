@@ -1,0 +1,19 @@
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# CI clones the repo next to shared/, exactly as in the developers' checkout.
+BUSI_ZIP = REPO.parent / "shared" / "datasets" / "busi" / "Dataset_BUSI_with_GT.zip"
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def busi_zip() -> Path:
+    if not BUSI_ZIP.exists():
+        pytest.skip(f"BUSI mirror not present at {BUSI_ZIP}")
+    return BUSI_ZIP
