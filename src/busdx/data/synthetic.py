@@ -13,7 +13,7 @@ The real set's awkward cases sit at fixed positions (see ``LAYOUT`` and
 * exact_duplicate benign (3) == benign (4) pixel for pixel; the copy is re-encoded
                   with another PNG compression level, so the *file bytes differ*
 * cross_class     malignant (2) == benign (5): identical image and mask bytes
-* near_duplicate  malignant (4) = malignant (3) rescaled 3 %, shifted, brightened
+* near_duplicate  malignant (4) = malignant (3) rescaled x1.25 and brightened
 * scanner_frame   malignant (1), normal (1): black border with white text blocks and
                   ruler ticks; the speckled field of view (and lesion) lies inside
 * mask modes cycle L, 1, RGB, RGBA over the images (RGBA alpha is opaque).
@@ -132,7 +132,8 @@ def _tissue(rng, h, w) -> np.ndarray:
     fat_end = rng.uniform(0.18, 0.28)
     m = m - 28 * ((y > skin + 0.02) & (y < fat_end))  # darker subcutaneous fat
     for _ in range(3):  # wavy fascia / Cooper's ligaments
-        yc = rng.uniform(skin + 0.05, fat_end + 0.1) + 0.02 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * x + rng.uniform(0, 6))
+        wave = np.sin(2 * np.pi * rng.uniform(0.5, 2) * x + rng.uniform(0, 6))
+        yc = rng.uniform(skin + 0.05, fat_end + 0.1) + 0.02 * wave
         m = m + 45 * np.exp(-(((y - yc) / 0.007) ** 2))
     muscle = rng.uniform(0.8, 0.9)  # pectoral muscle: oblique striations
     stripes = np.sin(2 * np.pi * (14 * y + 3 * x) + rng.uniform(0, 6))
@@ -165,7 +166,7 @@ def _lesion_mask(rng, h, w, kind, cx, cy, r) -> np.ndarray:
     return rho < edge
 
 
-def _place(rng, h, w, kind, k, n_les) -> tuple[float, float, float]:
+def _place(rng, h, w, k, n_les) -> tuple[float, float, float]:
     r = min(h, w) * rng.uniform(0.09, 0.13) * (0.8 if n_les > 1 else 1)
     cx = w * ((k + 0.5) / n_les + rng.uniform(-0.06, 0.06))
     cy = h * rng.uniform(0.4, 0.55)
@@ -179,7 +180,7 @@ def _scan(rng, h, w, kind) -> tuple[np.ndarray, list[np.ndarray]]:
     lesion_kind = "malignant" if kind == "malignant" else "benign"
     masks = []
     for k in range(n_les):
-        cx, cy, r = _place(rng, h, w, lesion_kind, k, n_les)
+        cx, cy, r = _place(rng, h, w, k, n_les)
         masks.append(_lesion_mask(rng, h, w, lesion_kind, cx, cy, r))
     ys = np.arange(h)[:, None]
     for mk in masks:
@@ -199,13 +200,16 @@ def _scan(rng, h, w, kind) -> tuple[np.ndarray, list[np.ndarray]]:
 def _frame(rng, grey, masks):
     """Pad with a black scanner frame holding white text blocks and ruler ticks."""
     h, w = grey.shape
-    top, bot, left, right = int(0.16 * h), int(0.05 * h), int(0.08 * w), int(0.1 * w)
+    # Minimum widths leave room for two text rows and the ruler at small sizes.
+    top, bot = max(18, int(0.16 * h)), max(3, int(0.05 * h))
+    left, right = max(6, int(0.08 * w)), max(9, int(0.1 * w))
     canvas = Image.new("L", (w + left + right, h + top + bot), 0)
     canvas.paste(Image.fromarray(grey), (left, top))
     d = ImageDraw.Draw(canvas)
+    n_chars = max(3, w // 30)  # text stays a small share of each row, so it reads as frame
     for row, x0 in ((0, 3), (1, 3), (0, left + w // 2)):  # "text": runs of character blocks
         x = x0 + int(rng.integers(0, 6))
-        for _ in range(int(rng.integers(6, 12))):
+        for _ in range(int(rng.integers(n_chars // 2, n_chars + 1))):
             if rng.random() < 0.2:
                 x += 3  # word gap
             d.rectangle([x, 3 + 8 * row, x + 2, 3 + 8 * row + 4], fill=255)
@@ -213,8 +217,7 @@ def _frame(rng, grey, masks):
     xr = left + w + 2  # depth ruler beside the field of view
     for i, y in enumerate(range(top, top + h, max(4, h // 16))):
         d.line([xr, y, xr + (5 if i % 4 == 0 else 2), y], fill=255)
-    pad = lambda a: np.pad(a, ((top, bot), (left, right)))
-    return np.asarray(canvas), [pad(mk) for mk in masks]
+    return np.asarray(canvas), [np.pad(mk, ((top, bot), (left, right))) for mk in masks]
 
 
 def _colour_marks(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -233,14 +236,16 @@ def _colour_marks(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _near_copy(grey, masks):
-    """Same scan rescaled by 3 %, shifted ~1 px and brightened: an SSIM near-duplicate."""
-    s, off = 1 / 1.03, (1.0, 1.5)
+    """Same scan re-exported 25 % larger and brighter: an SSIM near-duplicate.
+
+    Uniform rescaling survives 64 px thumbnails (SSIM ~0.99); even a 1 px shift would
+    not, because the speckle grain is comparable to the thumbnail's pixel.
+    """
     h, w = grey.shape
-    c = np.array([h / 2, w / 2])
-    offset = c - s * c + off  # zoom about the centre, then shift
-    g = ndi.affine_transform(grey.astype(float), [s, s], offset=offset, order=1, mode="nearest")
+    size = (round(w * 1.25), round(h * 1.25))
+    g = np.asarray(Image.fromarray(grey).resize(size, Image.LANCZOS), dtype=float)
     g = np.clip(np.round(g * 1.08 + 6), 0, TISSUE_MAX).astype(np.uint8)
-    ms = [ndi.affine_transform(mk.astype(np.uint8), [s, s], offset=offset, order=0) > 0 for mk in masks]
+    ms = [np.asarray(Image.fromarray(mk).resize(size, Image.NEAREST)) for mk in masks]
     return g, ms
 
 
