@@ -6,11 +6,13 @@ bad values fail at load time with the section and key named.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -37,20 +39,36 @@ class DownloadConfig(Section):
 
 class AuditConfig(Section):
     phash_size: int = Field(8, ge=4)
-    # Hamming distance (bits of the perceptual hash) below which a pair is a candidate.
-    phash_max_distance: int = Field(10, ge=0)
+    # Hamming distance (bits of the perceptual hash) up to which a pair is a candidate.
+    phash_max_distance: int = Field(12, ge=0)
+    # Central crops (share of the width, full height) also hashed, so that a frame cut out
+    # of a wider sector image is still a candidate; [] = whole images only.
+    phash_crops: list[float] = [0.85, 0.72, 0.6]
+    # Longest side of the aligned thumbnails compared by SSIM.
     thumb_size: int = Field(64, ge=16)
-    # SSIM on equalised thumbnails above which a candidate pair is a near-duplicate.
-    ssim_threshold: float = Field(0.90, gt=0, le=1)
+    # Share of each side left out around the central region located in the other image.
+    align_margin: float = Field(0.15, ge=0, lt=0.5)
+    # SSIM (aligned, equalised) at or above which a candidate pair is a near-duplicate.
+    ssim_threshold: float = Field(0.75, gt=0, le=1)
     # Colour marks: pixels whose channel spread exceeds this are "coloured".
     colour_spread: int = Field(40, ge=1, le=255)
     colour_min_pixels: int = Field(30, ge=1)
-    # Burned-in text/calipers: near-white pixels (>= level) covering at least this fraction.
-    annotation_level: int = Field(250, ge=128, le=255)
-    annotation_min_fraction: float = Field(0.0005, ge=0)
+    # Burned-in text/calipers: stroke pixels (>= level and >= edge brighter than a
+    # neighbour), in groups of >= min_pixels, covering at least min_fraction of the image.
+    annotation_level: int = Field(180, ge=128, le=255)
+    annotation_edge: int = Field(100, ge=1, le=255)
+    annotation_min_pixels: int = Field(8, ge=1)
+    annotation_min_fraction: float = Field(0.0001, ge=0)
     conflict_policy: Literal["exclude", "keep"] = "exclude"
     sheet_thumb: int = Field(96, ge=32)
     sheet_groups_per_page: int = Field(25, ge=1)
+
+    @field_validator("phash_crops")
+    @classmethod
+    def _crops(cls, v: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in v):
+            raise ValueError("phash_crops must be shares of the width in (0, 1)")
+        return v
 
 
 class MergeMasksConfig(Section):
@@ -59,10 +77,14 @@ class MergeMasksConfig(Section):
 
 
 class CropConfig(Section):
-    # Pixels darker than this are background when finding the field of view.
-    background_level: int = Field(12, ge=0, le=255)
-    # Rows/columns whose share of tissue pixels is below this are frame.
-    min_tissue_fraction: float = Field(0.35, ge=0, le=1)
+    # Pixels at or below this grey level are "no echo". BUSI's frame is flat 0-1 while deep,
+    # shadowed tissue is dark but speckled (values 5-30), so the level must stay low.
+    background_level: int = Field(6, ge=0, le=255)
+    # Border rows/columns whose share of tissue (locally dense echo) is below this are frame.
+    min_tissue_fraction: float = Field(0.2, ge=0, le=1)
+    # A detected FOV narrower/shorter than this share of the image is degenerate → full image.
+    min_fov_fraction: float = Field(0.25, gt=0, le=1)
+    # ROI = lesion box grown by this x its width/height on each side, clipped to the FOV.
     roi_margin: float = Field(0.15, ge=0, le=2)
     sizes: list[int] = [128, 256]
 
@@ -81,12 +103,289 @@ class SplitConfig(Section):
     seed: int = 0
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# metrics/<model>.json must not collide with the other files in metrics/.
+_RESERVED_MODEL_NAMES = {"headline", "headline_models"}
+
+
+class EvaluateConfig(Section):
+    # Models to evaluate: each has data/predictions/<name>.csv and/or <name>_masks.npz.
+    models: list[str] = []
+    # metrics/headline.json key → a model, or a list of candidates: the one with the best
+    # cv_score in metrics/<candidate>_cv.json (the first listed when any lacks one).
+    headline: dict[str, str | list[str]] = {}
+    bootstrap: int = Field(1000, ge=0)  # resamples for the CIs; 0 = no CIs
+    ci_level: float = Field(0.95, gt=0.5, lt=1)
+    seed: int = 0
+    specificity: float = Field(0.9, gt=0, lt=1)  # for sensitivity at this specificity
+    calibration_bins: int = Field(10, ge=2, le=100)  # ECE and the calibration curve
+    mask_threshold: float = Field(0.5, gt=0, lt=1)  # probability masks: lesion if >= this
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str]) -> list[str]:
+        for m in v:
+            if not _NAME.match(m):
+                raise ValueError(f"model name {m!r}: use letters, digits, '_' and '-' only")
+            if m in _RESERVED_MODEL_NAMES or m in SECTIONS or m.endswith("_cv"):
+                raise ValueError(f"model name {m!r} would clash with another file in metrics/")
+        if len(set(v)) != len(v):
+            raise ValueError("models must not repeat a name")
+        return v
+
+    @model_validator(mode="after")
+    def _headline(self):
+        for key, target in self.headline.items():
+            if not _NAME.match(key):
+                raise ValueError(f"headline key {key!r}: letters, digits, '_' and '-' only "
+                                 "(no dots: keys become '<key>.<metric>')")
+            names = [target] if isinstance(target, str) else target
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"headline[{key!r}]: give a model or a non-empty list of "
+                                 "distinct models")
+            missing = [n for n in names if n not in self.models]
+            if missing:
+                raise ValueError(f"headline[{key!r}] names {missing}, not in evaluate.models")
+        return self
+
+
+class FeaturesConfig(Section):
+    """Hand-made descriptors (oracle / predicted masks) and CNN embeddings; see busdx.features."""
+    # Lesion components smaller than this (native pixels) are specks and ignored; the
+    # descriptors use the largest remaining component, holes filled.
+    min_lesion_pixels: int = Field(16, ge=1)
+    # Surrounding ring: pixels outside the lesion within ring_width x its equivalent radius.
+    ring_width: float = Field(0.5, gt=0, le=5)
+    # Texture ROI: lesion bounding box grown by roi_margin x its size per side (whole FOV
+    # without a lesion), area-downscaled to at most texture_max_pixels (null: never).
+    roi_margin: float = Field(0.15, ge=0, le=2)
+    texture_max_pixels: int | None = Field(65536, ge=1024)
+    glcm_levels: int = Field(32, ge=4, le=256)
+    glcm_distances: list[int] = [1, 2, 4]
+    glcm_angles: int = Field(4, ge=1, le=16)  # equally spaced in [0, pi)
+    lbp_scales: list[tuple[int, int]] = [(8, 1), (16, 2)]  # (points P, radius R), uniform LBP
+    # Boundary: gradient-of-Gaussian scale and the inner/outer band width in pixels.
+    edge_sigma: float = Field(1.5, gt=0, le=10)
+    edge_band_px: int = Field(3, ge=1, le=50)
+    # Posterior acoustic features: band below the lesion, posterior_depth x lesion height
+    # deep; side bands at the same depth, posterior_side x lesion width wide.
+    posterior_depth: float = Field(0.5, gt=0, le=3)
+    posterior_side: float = Field(0.5, gt=0, le=3)
+    # data/predictions/<segmenter>_masks.npz → hand_predicted; null skips that flavour.
+    predicted_masks: str | None = None
+    cnn: bool = True
+    cnn_pretrained: bool = True
+    cnn_input_size: int = Field(224, ge=32, le=1024)
+    cnn_batch_size: int = Field(8, ge=1)
+    # TorchScript-freeze the network (BatchNorm folded): ~2x faster on CPU, same outputs
+    # within float32 rounding.
+    cnn_jit: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Processes for the hand-made features and, on CPU, for the CNN (one network each, with
+    # torch_threads threads: process parallelism beats intra-op threads on a shared machine).
+    n_jobs: int = Field(2, ge=1)
+    torch_threads: int = Field(1, ge=1)
+
+    @field_validator("glcm_distances")
+    @classmethod
+    def _distances(cls, v: list[int]) -> list[int]:
+        if not v or any(d < 1 or d > 32 for d in v):
+            raise ValueError("glcm_distances must be a non-empty list of ints in [1, 32]")
+        return sorted(set(v))
+
+    @field_validator("lbp_scales")
+    @classmethod
+    def _scales(cls, v: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        if not v or any(p < 4 or p > 32 or r < 1 or r > 8 for p, r in v):
+            raise ValueError("lbp_scales must be a non-empty list of [P, R], P in [4, 32], R in [1, 8]")
+        if len(set(v)) != len(v):
+            raise ValueError("lbp_scales has a duplicate [P, R]")
+        return list(v)
+
+
+_TASKS = ("multiclass", "malignant")
+
+
+class ClassicalModelConfig(Section):
+    """One classical estimator (busdx.models.classical): fixed params + a small CV grid.
+
+    Keys are the classifier's own parameter names (``C``, ``max_depth``); for ``voting``,
+    ``members`` gives each member's fixed params and grid keys are ``<member>.<param>`` or
+    ``weights``.
+    """
+    params: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+    members: dict[str, dict[str, Any]] | None = None
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for k, vals in v.items():
+            if not vals:
+                raise ValueError(f"grid[{k!r}] is empty: give at least one value")
+        return v
+
+
+class FeatureSetConfig(Section):
+    # data/features/<table>.{parquet,csv}, joined on id (columns prefixed on clashes).
+    tables: list[str] = Field(min_length=1)
+    # Uses ground-truth masks (an upper bound): never a candidate for "best classical".
+    oracle: bool = False
+    # table → number of principal components (fitted inside each CV fit), e.g. {cnn: 64}.
+    pca: dict[str, int] = {}
+
+    @model_validator(mode="after")
+    def _pca(self):
+        if len(set(self.tables)) != len(self.tables):
+            raise ValueError(f"tables has a repeat: {self.tables}")
+        for t, k in self.pca.items():
+            if t not in self.tables:
+                raise ValueError(f"pca names {t!r}, not one of tables {self.tables}")
+            if k < 1:
+                raise ValueError(f"pca[{t!r}] must be >= 1")
+        return self
+
+
+class TrainClassicalConfig(Section):
+    """CV-tuned classical classifiers; one DVC matrix entry per (model, feature set)."""
+    seed: int = 0
+    n_jobs: int = Field(1, ge=1)  # parallel CV fits (each estimator single-threaded)
+    cv: Literal["folds", "group"] = "folds"  # split file's folds | GroupKFold on groups
+    tasks: list[Literal["multiclass", "malignant"]] = list(_TASKS)
+    scoring: dict[Literal["multiclass", "malignant"], str] = {
+        "multiclass": "balanced_accuracy", "malignant": "roc_auc"}
+    oof: bool = True  # write out-of-fold predictions of the train rows
+    feature_sets: dict[str, FeatureSetConfig]
+    models: dict[str, ClassicalModelConfig]
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("tasks must be a non-empty list without repeats")
+        return [t for t in _TASKS if t in v]
+
+    @model_validator(mode="after")
+    def _scoring(self):
+        missing = [t for t in self.tasks if t not in self.scoring]
+        if missing:
+            raise ValueError(f"scoring has no metric for tasks {missing}")
+        for name in [*self.feature_sets, *self.models]:
+            if not _NAME.match(name):
+                raise ValueError(f"name {name!r}: use letters, digits, '_' and '-' only")
+        return self
+
+
+class AugmentConfig(Section):
+    """Training augmentation, image and mask together (busdx.train.augment)."""
+    backend: Literal["albumentations", "torch"] = "albumentations"
+    hflip: float = Field(0.5, ge=0, le=1)  # probability; no vertical flip (skin line on top)
+    affine: float = Field(0.7, ge=0, le=1)  # probability of scale/translate/rotate
+    scale: float = Field(0.1, ge=0, lt=1)  # zoom in [1 - scale, 1 + scale]
+    translate: float = Field(0.05, ge=0, le=0.5)  # shift, fraction of the side
+    rotate: float = Field(10.0, ge=0, le=90)  # degrees
+    brightness_contrast: float = Field(0.5, ge=0, le=1)  # probability
+    brightness: float = Field(0.15, ge=0, le=1)
+    contrast: float = Field(0.15, ge=0, le=1)
+    speckle: float = Field(0.3, ge=0, le=1)  # probability of multiplicative noise
+    speckle_sigma: float = Field(0.1, ge=0, le=1)  # multiplier in [1 - s, 1 + s]
+
+
+class ProtocolConfig(Section):
+    """Size and schedule of one protocol (default: CPU-feasible; full: CV + fold ensemble)."""
+    size: int = Field(128, ge=32, le=1024)  # fov_<size>.npz / roi_<size>.npz must exist
+    epochs: int = Field(20, ge=1)
+    patience: int = Field(6, ge=1)  # epochs without a better validation score → stop
+    batch_size: int = Field(16, ge=2)
+    lr: float = Field(1e-3, gt=0)  # peak learning rate
+    # one: train on the other folds, validate on val_fold; all: one model per fold as
+    # validation, test predictions = mean of the fold models (ensemble).
+    folds: Literal["one", "all"] = "one"
+    tta: bool = False  # horizontal-flip test-time augmentation
+    max_folds: int | None = Field(None, ge=1)  # with folds: all, use only the first N folds
+
+
+class DeepTrainConfig(Section):
+    """Common to train_seg / train_cls / train_multitask (busdx.train.runner)."""
+    name: str  # data/models/<name>.pt, data/predictions/<name>..., metrics/<name>_train.json
+    protocol: Literal["default", "full"] = "default"
+    default: ProtocolConfig = ProtocolConfig()
+    full: ProtocolConfig = ProtocolConfig(size=256, epochs=60, patience=12, folds="all", tta=True)
+    val_fold: int = Field(0, ge=0)
+    seed: int = 0
+    threads: int = Field(2, ge=1)  # torch CPU threads
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA (with AMP) when available
+    channels_last: bool = False
+    # Freeze the encoder's stem and first N stages (EfficientNet trunks): cheaper CPU steps.
+    freeze_stages: int = Field(0, ge=0, le=7)
+    weight_decay: float = Field(1e-4, ge=0)
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    augment: AugmentConfig = AugmentConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"name {v!r}: use letters, digits, '_' and '-' only")
+        return v
+
+    @property
+    def settings(self) -> ProtocolConfig:
+        return self.full if self.protocol == "full" else self.default
+
+
+class TrainSegConfig(DeepTrainConfig):
+    name: str = "unet"
+    arch: str = "unet"  # unet | unetplusplus | fpn | deeplabv3plus
+    encoder: str = "tu-tf_efficientnet_lite0"  # any smp encoder or tu-<timm model>
+    encoder_weights: Literal["offline", "imagenet", "none"] = "offline"  # imagenet: hub, online
+    decoder_channels: list[int] | int | None = None  # None: smp default
+    threshold: float = Field(0.5, gt=0, lt=1)  # lesion where probability >= threshold
+    dice_weight: float = Field(1.0, ge=0)
+    bce_weight: float = Field(1.0, ge=0)
+
+
+class TrainClsConfig(DeepTrainConfig):
+    name: str = "effnet"
+    backbone: str = "tf_efficientnet_lite0"  # timm model name
+    weights: Literal["offline", "imagenet", "none"] = "offline"
+    # fov: whole field of view; roi: lesion ROI crop (roi_<size>.npz); fov_mask: FOV plus a
+    # lesion-mask channel. Training uses the reference masks/ROIs; test uses test_masks.
+    input: Literal["fov", "roi", "fov_mask"] = "fov"
+    # oracle: reference masks/ROIs at test time too (an upper bound, not a deployable
+    # result); predicted: the segmenter's data/predictions/<seg_model>_masks.npz.
+    test_masks: Literal["oracle", "predicted"] = "predicted"
+    seg_model: str | None = None  # required when input != fov and test_masks == predicted
+    roi_margin: float = Field(0.15, ge=0, le=2)  # predicted ROI: as crop.roi_margin
+    drop_rate: float = Field(0.2, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _needs_seg_model(self):
+        if self.input != "fov" and self.test_masks == "predicted" and not self.seg_model:
+            raise ValueError(f"input {self.input!r} with test_masks 'predicted' needs seg_model")
+        return self
+
+
+class TrainMultitaskConfig(TrainSegConfig):
+    name: str = "multitask"
+    drop_rate: float = Field(0.2, ge=0, lt=1)
+    cls_weight: float = Field(0.5, ge=0)  # loss = seg loss + cls_weight x cross-entropy
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
 SECTIONS: dict[str, type[Section]] = {
+    "train_seg": TrainSegConfig,
+    "train_cls": TrainClsConfig,
+    "train_multitask": TrainMultitaskConfig,
     "download": DownloadConfig,
     "audit": AuditConfig,
     "merge_masks": MergeMasksConfig,
     "crop": CropConfig,
     "split": SplitConfig,
+    "features": FeaturesConfig,
+    "evaluate": EvaluateConfig,
+    "train_classical": TrainClassicalConfig,
 }
 
 
