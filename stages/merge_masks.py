@@ -23,7 +23,8 @@ def run(cfg, raw: Path = RAW, masks_dir: Path = MASKS, metrics: Path = METRICS,
     t0 = time.perf_counter()
     manifest = pd.read_csv(raw / "manifest.csv", dtype={"masks": str}, keep_default_na=False)
     manifest = manifest.sort_values("id").reset_index(drop=True)
-    n_read = n_multi = 0
+    n_read = 0
+    multi = []
     areas, fractions, empty_lesion, nonempty_normal = [], [], [], []
     with atomic_path(masks_dir, is_dir=True) as out:
         for row in tqdm(manifest.itertuples(index=False), total=len(manifest),
@@ -37,7 +38,8 @@ def run(cfg, raw: Path = RAW, masks_dir: Path = MASKS, metrics: Path = METRICS,
                 raise ValueError(f"{row.id}: no mask listed in {raw / 'manifest.csv'}")
             merged = merge_masks(paths, size, cfg.threshold, force_empty=row.label == "normal")
             n_read += merged.n_masks
-            n_multi += merged.n_masks > 1
+            if merged.n_masks > 1:
+                multi.append(row.id)
             area = int(merged.mask.sum())
             if merged.discarded_pixels:
                 nonempty_normal.append({"id": row.id, "pixels": merged.discarded_pixels})
@@ -56,14 +58,19 @@ def run(cfg, raw: Path = RAW, masks_dir: Path = MASKS, metrics: Path = METRICS,
         "images": int(len(manifest)),
         "per_class": {k: int(counts.get(k, 0)) for k in ("benign", "malignant", "normal")},
         "masks_read": n_read,
-        "multi_mask_images": int(n_multi),
-        # Written masks with no lesion pixel: every normal, plus lesion images listed below.
+        "multi_mask_images": len(multi),
+        # Written masks with no lesion pixel: every normal, plus any lesion image listed below.
         "empty_masks": int((manifest["label"] == "normal").sum() + len(empty_lesion)),
-        "lesion_images_with_empty_mask": empty_lesion,
-        "normal_masks_not_empty": nonempty_normal,
+        "lesion_images_with_empty_mask": len(empty_lesion),
+        "normal_masks_not_empty": len(nonempty_normal),
         "lesion_area": area_stats(areas, fractions),
         "threshold": cfg.threshold,
         "time_s": round(time.perf_counter() - t0, 2),
+        "details": {
+            "multi_mask_ids": multi,
+            "lesion_images_with_empty_mask": empty_lesion,
+            "normal_masks_not_empty": nonempty_normal,
+        },
     }
     write_json(metrics, result)
     return result
@@ -74,8 +81,8 @@ def main() -> None:
     m = run(cfg)
     print(f"merge_masks: {m['images']} images, {m['masks_read']} masks read, "
           f"{m['multi_mask_images']} multi-mask images, {m['empty_masks']} empty masks "
-          f"({len(m['lesion_images_with_empty_mask'])} lesion images), "
-          f"{len(m['normal_masks_not_empty'])} non-empty normal masks, {m['time_s']}s")
+          f"({m['lesion_images_with_empty_mask']} lesion images), "
+          f"{m['normal_masks_not_empty']} non-empty normal masks, {m['time_s']}s")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
+import os
 from pathlib import Path
 
-import pytest
+# Before anything loads torch's libgomp: idle OpenMP threads sleep instead of spinning. On a
+# shared 2-core machine spinning threads made small torch ops 3-30x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # CI clones the repo next to shared/, exactly as in the developers' checkout.
