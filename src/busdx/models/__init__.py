@@ -1,0 +1,1 @@
+"""Models: classical estimator registry (classical); smp/timm networks (registry), offline pretrained weights (pretrained), inference (infer)."""
