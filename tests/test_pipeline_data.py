@@ -32,7 +32,7 @@ def check_splits(repo, n_folds=5):
 def test_data_stages_on_synthetic(tmp_path):
     repo = copy_repo(tmp_path / "repo")
     set_params(repo, download={"dataset": "synthetic"})
-    dvc(repo, "repro", "split")
+    dvc(repo, "repro", "crop", "split")
     counts = expected_counts(SyntheticConfig())
     manifest = pd.read_csv(repo / "data/raw/manifest.csv")
     assert len(manifest) == counts["images"]
@@ -45,8 +45,8 @@ def test_data_stages_on_synthetic(tmp_path):
 
     # nothing changed → nothing runs; forced rerun → byte-identical outputs
     before = {rel: digest(repo, rel) for rel in OUTPUTS}
-    assert "didn't change" in dvc(repo, "repro", "split").stdout
-    dvc(repo, "repro", "-f", "split")
+    assert "didn't change" in dvc(repo, "repro", "crop", "split").stdout
+    dvc(repo, "repro", "-f", "crop", "split")
     assert {rel: digest(repo, rel) for rel in OUTPUTS} == before
 
 
@@ -56,7 +56,7 @@ def test_data_stages_on_real_busi(tmp_path, busi_zip):
     repo = copy_repo(tmp_path / "repo")
     set_params(repo, download={"sources": [str(busi_zip)]})
     t0 = time.perf_counter()
-    dvc(repo, "repro", "split")
+    dvc(repo, "repro", "crop", "split")
     print(f"data stages on BUSI: {time.perf_counter() - t0:.1f}s")
     manifest = pd.read_csv(repo / "data/raw/manifest.csv")
     assert len(manifest) == 780
@@ -72,5 +72,5 @@ def test_data_stages_on_real_busi(tmp_path, busi_zip):
         ratio = part["label"].value_counts(normalize=True).reindex(whole.index, fill_value=0)
         assert (ratio - whole).abs().max() <= 0.02
     t0 = time.perf_counter()
-    assert "didn't change" in dvc(repo, "repro", "split").stdout
+    assert "didn't change" in dvc(repo, "repro", "crop", "split").stdout
     print(f"no-op dvc repro: {time.perf_counter() - t0:.1f}s")
