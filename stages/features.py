@@ -88,11 +88,18 @@ def run(cfg, fov_dir: Path = FOV, crops: Path = CROPS, out_dir: Path = OUT,
     predicted: dict[str, np.ndarray] | None = None
     segmenter = None
     if cfg.predicted_masks:
-        predicted = read_predicted_masks(cfg.predicted_masks)
+        sources = [cfg.predicted_masks] if isinstance(cfg.predicted_masks, str) else cfg.predicted_masks
+        predicted = {}
+        for src in sources:
+            part = read_predicted_masks(src)
+            twice = sorted(set(part) & set(predicted))
+            if twice:
+                raise ValueError(f"{src}: ids already predicted by an earlier file: {twice[:5]}")
+            predicted.update(part)
         unknown = sorted(set(predicted) - set(ids))
         if unknown:
             raise ValueError(f"{cfg.predicted_masks}: ids not in {crops}: {unknown[:5]}")
-        segmenter = Path(cfg.predicted_masks).name.removesuffix(".npz").removesuffix("_masks")
+        segmenter = Path(sources[0]).name.removesuffix(".npz").removesuffix("_masks")
 
     cnn_size = cfg.cnn_input_size if cfg.cnn else None
     jobs = (delayed(_one)(fov_dir, i, predicted.get(i) if predicted else None, cfg, cnn_size)

@@ -154,7 +154,8 @@ def test_unknown_predicted_id_and_non_finite_are_errors(stage, tmp_path):
 def test_main_reads_params(stage, tmp_path, capsys):
     mod, _ = stage
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    feats = {**params["features"], "cnn_pretrained": False, "cnn_input_size": 64, "n_jobs": 1}
+    feats = {**params["features"], "cnn_pretrained": False, "cnn_input_size": 64, "n_jobs": 1,
+             "predicted_masks": None}  # no segmenter in this tiny fixture
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"features": feats}))
     mod.main()
     out = capsys.readouterr().out

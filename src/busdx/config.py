@@ -172,7 +172,8 @@ class FeaturesConfig(Section):
     posterior_depth: float = Field(0.5, gt=0, le=3)
     posterior_side: float = Field(0.5, gt=0, le=3)
     # data/predictions/<segmenter>_masks.npz → hand_predicted; null skips that flavour.
-    predicted_masks: str | None = None
+    # One npz, or several (test masks + out-of-fold train masks) merged by id.
+    predicted_masks: str | list[str] | None = None
     cnn: bool = True
     cnn_pretrained: bool = True
     cnn_input_size: int = Field(224, ge=32, le=1024)
@@ -387,20 +388,20 @@ class TrainMultitaskConfig(TrainSegConfig):
 class TrainClassicalSegConfig(Section):
     """Classical segmenter (busdx.segment.classical): pixel classifier + region picker."""
     size: int = Field(128, ge=32, le=1024)  # data/processed/fov_<size>.npz (a crop.sizes entry)
-    stride: int = Field(2, ge=1, le=8)  # working grid = size / stride (features, candidates)
+    stride: int = Field(4, ge=1, le=8)  # working grid = size / stride (features, candidates)
     seed: int = 0
     pixels_per_image: int = Field(200, ge=10)  # class-balanced training sample per image
     pixel_model: dict[str, Any] = {"max_iter": 100, "learning_rate": 0.1,
                                    "max_leaf_nodes": 31, "l2_regularization": 1.0}
-    thresholds: list[float] = [0.3, 0.4, 0.5, 0.6, 0.7]  # candidate regions: map >= t
-    smooth: float = Field(1.0, ge=0)  # Gaussian sigma (working-grid px) before thresholding
+    thresholds: list[float] = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # candidates: map >= t
+    smooth: float = Field(0.5, ge=0)  # Gaussian sigma (working-grid px) before thresholding
     max_per_threshold: int = Field(3, ge=1)
     min_region_fraction: float = Field(0.002, ge=0, lt=1)  # of the grid; smaller: no candidate
     region_model: dict[str, Any] = {"max_iter": 200, "learning_rate": 0.05,
                                     "max_leaf_nodes": 15}
     # "No lesion" when the best candidate's predicted Dice is below the value of this list
     # that maximises the out-of-fold mean Dice of all train images (empty vs empty = 1).
-    empty_scores: list[float] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    empty_scores: list[float] = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     edge_smooth_px: float = Field(1.0, ge=0)  # at full size, after upsampling
     open_px: int = Field(1, ge=0)
 

@@ -1,0 +1,102 @@
+"""train_seg / train_cls / train_multitask end to end on tiny synthetic arrays (tmp_path)."""
+import importlib
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from busdx.models.registry import load_checkpoint
+from deep_fixtures import write_project
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+TINY = {"size": 32, "epochs": 1, "patience": 1, "batch_size": 8, "lr": 0.001}
+COMMON = {"threads": 1, "device": "cpu", "default": TINY,
+          "full": {**TINY, "folds": "all", "max_folds": 2, "tta": True}}
+SEG = {"decoder_channels": [32, 16, 16, 8, 8]}
+
+
+def stage(name):
+    sys.path.insert(0, str(REPO / "stages"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    write_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def params(project, **sections):
+    (project / "params.yaml").write_text(yaml.safe_dump(sections))
+
+
+def check_outputs(name, task, n_models=1):
+    splits = pd.read_csv("data/splits.csv")
+    test_ids = splits.loc[splits.split == "test", "id"].tolist()
+    m = json.loads(open(f"metrics/{name}_train.json").read())
+    assert m["n_models"] == n_models and m["n_test"] == len(test_ids)
+    assert m["train_images_per_s"] > 0 and m["inference_ms_per_image"] > 0
+    models, spec, meta = load_checkpoint(f"data/models/{name}.pt")
+    assert len(models) == n_models and spec.task == task and meta["size"] == 32
+    if task in ("cls", "multitask"):
+        df = pd.read_csv(f"data/predictions/{name}.csv")
+        assert list(df.columns) == ["id", "y_true", "p_normal", "p_benign", "p_malignant"]
+        assert df["id"].tolist() == test_ids
+        assert np.allclose(df[["p_normal", "p_benign", "p_malignant"]].sum(axis=1), 1, atol=1e-5)
+        assert set(df["y_true"]) <= {"normal", "benign", "malignant"}
+    if task in ("seg", "multitask"):
+        with np.load(f"data/predictions/{name}_masks.npz") as z:
+            assert z["ids"].tolist() == test_ids
+            assert z["masks"].shape == (len(test_ids), 32, 32) and z["masks"].dtype == np.uint8
+            assert set(np.unique(z["masks"])) <= {0, 1}
+
+
+def test_three_stages_default_protocol(project):
+    params(project,
+           train_seg={"name": "unet", **COMMON, **SEG},
+           train_multitask={"name": "mt", **COMMON, **SEG, "freeze_stages": 2},
+           train_cls={"name": "cnn", **COMMON, "channels_last": True})
+    stage("train_seg").main()
+    check_outputs("unet", "seg")
+    stage("train_multitask").main()
+    check_outputs("mt", "multitask")
+    stage("train_cls").main()
+    check_outputs("cnn", "cls")
+
+
+def test_full_protocol_fold_ensemble(project):
+    params(project, train_seg={"name": "unet", "protocol": "full", **COMMON, **SEG,
+                               "augment": {"backend": "torch"}})
+    stage("train_seg").main()
+    check_outputs("unet", "seg", n_models=2)
+    m = json.loads(open("metrics/unet_train.json").read())
+    assert [f["fold"] for f in m["folds"]] == [0, 1] and m["protocol"] == "full"
+
+
+@pytest.mark.parametrize("inp", ["roi", "fov_mask"])
+def test_classifier_on_predicted_masks(project, inp):
+    ids = pd.read_csv("data/splits.csv").query("split == 'test'")["id"].to_numpy(str)
+    (project / "data" / "predictions").mkdir()
+    masks = np.zeros((len(ids), 16, 16), np.uint8)  # another size: resized to the input size
+    masks[:, 4:10, 5:12] = 1
+    np.savez(project / "data" / "predictions" / "unet_masks.npz", ids=ids, masks=masks)
+    params(project, train_cls={"name": "cnn", **COMMON, "input": inp, "seg_model": "unet"})
+    stage("train_cls").main()
+    check_outputs("cnn", "cls")
+    m = json.loads(open("metrics/cnn_train.json").read())
+    assert "unet_masks.npz" in m["test_input"]
+
+
+def test_bad_names_fail_before_training(project):
+    params(project, train_seg={"name": "unet", **COMMON, "arch": "linknet9"})
+    with pytest.raises(ValueError, match="unetplusplus"):
+        stage("train_seg").main()
+    assert not (project / "data" / "models").exists()
