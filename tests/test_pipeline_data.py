@@ -74,3 +74,29 @@ def test_data_stages_on_real_busi(tmp_path, busi_zip):
     t0 = time.perf_counter()
     assert "didn't change" in dvc(repo, "repro", "crop", "split").stdout
     print(f"no-op dvc repro: {time.perf_counter() - t0:.1f}s")
+
+
+@pytest.mark.slow
+def test_full_pipeline_on_synthetic(tmp_path):
+    """Every stage, download → evaluate, on a small synthetic set with one-epoch deep models."""
+    repo = copy_repo(tmp_path / "repo")
+    quick = {"default": {"size": 128, "epochs": 1, "patience": 1, "batch_size": 8, "lr": 0.002,
+                         "folds": "one", "tta": False}}
+    set_params(
+        repo,
+        download={"dataset": "synthetic", "synthetic": {"seed": 0, "n_benign": 24, "n_malignant": 18,
+                                                        "n_normal": 14, "size": 160}},
+        crop={"sizes": [128]},
+        features={"cnn_pretrained": False, "cnn_input_size": 64},
+        evaluate={"bootstrap": 50},
+        train_seg=quick, train_cls=quick, train_multitask=quick,
+    )
+    t0 = time.perf_counter()
+    dvc(repo, "repro")
+    print(f"full synthetic pipeline: {time.perf_counter() - t0:.0f}s")
+    headline = json.loads((repo / "metrics/headline.json").read_text())
+    for key in ["classical.auc_malignant", "classical.balanced_accuracy", "classical_seg.dice",
+                "seg.dice", "cls.auc_malignant", "multitask.dice", "multitask.balanced_accuracy"]:
+        assert key in headline, key
+        assert headline[key] is None or 0.0 <= headline[key] <= 1.0
+    assert "up to date" in dvc(repo, "status").stdout
