@@ -1,6 +1,5 @@
 """smp/timm network registry: names, offline weights in the smp encoder, checkpoints."""
 import pytest
-import segmentation_models_pytorch as smp
 import torch
 
 from busdx.models import registry as R

@@ -2,17 +2,17 @@
 import importlib
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from busdx.models.registry import load_checkpoint
 from deep_fixtures import write_project
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 TINY = {"size": 32, "epochs": 1, "patience": 1, "batch_size": 8, "lr": 0.001}
 COMMON = {"threads": 1, "device": "cpu", "default": TINY,
           "full": {**TINY, "folds": "all", "max_folds": 2, "tta": True}}
