@@ -89,6 +89,12 @@ def test_full_pipeline_on_synthetic(tmp_path):
         crop={"sizes": [128]},
         features={"cnn_pretrained": False, "cnn_input_size": 64},
         evaluate={"bootstrap": 50},
+        # PCA to fewer components than the ~35 training rows of a CV fold here
+        train_classical={"feature_sets": {
+            "hand_oracle": {"tables": ["hand_oracle"], "oracle": True},
+            "cnn": {"tables": ["cnn"], "pca": {"cnn": 8}},
+            "hand_predicted": {"tables": ["hand_predicted"]},
+            "hand_predicted_cnn": {"tables": ["hand_predicted", "cnn"], "pca": {"cnn": 8}}}},
         train_seg=quick, train_cls=quick, train_multitask=quick,
     )
     t0 = time.perf_counter()
