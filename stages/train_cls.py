@@ -1,19 +1,14 @@
 """train_cls: 3-class classification network (timm EfficientNet-Lite0).
 
-Reads only params section train_cls; see busdx.train.runner for inputs and outputs.
+Reads only params section train_cls; `--split peer` trains on the peers' random split (outputs
+suffixed _peer). See busdx.train.runner for inputs and outputs.
 """
-import os
-
-# Before torch loads libgomp: idle OpenMP threads sleep instead of spinning (3-30x faster
-# steps measured when the 2 cores are shared with other processes).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from busdx.config import load_section  # noqa: E402
-from busdx.train.runner import run  # noqa: E402
+from busdx.config import load_section
+from busdx.train.runner import run, split_from_argv
 
 
-def main() -> None:
-    run("cls", load_section("train_cls"))
+def main(argv=None) -> None:
+    run("cls", load_section("train_cls"), split=split_from_argv(argv))
 
 
 if __name__ == "__main__":

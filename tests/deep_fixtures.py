@@ -49,3 +49,8 @@ def write_project(root: Path, n: int = 24, size: int = 32, n_folds: int = 3, n_t
     fold = np.where(split == "train", np.arange(n) % n_folds, -1)
     pd.DataFrame({"id": ids, "label": labels, "group": ids, "split": split, "fold": fold}
                  ).to_csv(root / "data" / "splits.csv", index=False)
+    # peers' protocol: another test part (the first n_test rows)
+    peer = np.where(np.arange(n) < n_test, "test", "train")
+    pd.DataFrame({"id": ids, "label": labels, "group": ids, "split": peer,
+                  "fold": np.where(peer == "train", np.arange(n) % n_folds, -1)}
+                 ).to_csv(root / "data" / "splits_peer.csv", index=False)

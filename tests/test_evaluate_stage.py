@@ -109,6 +109,26 @@ def test_stage_end_to_end(tmp_path, monkeypatch, capsys):
     assert all(p.read_bytes() == b for p, b in before.items())
 
 
+def test_peer_headline_and_explain_keys(tmp_path, monkeypatch):
+    fake_project(tmp_path, {**PARAMS, "headline": {"seg": "unet"},
+                            "peer_headline": {"cls": "xgb_hand"},
+                            "explain_metrics": "metrics/explain.json"})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics/explain.json").write_text(json.dumps(
+        {"model": "unet", "cam_energy_in_lesion": 0.41, "pointing_game": 0.7, "models": {}}))
+    load_stage().main()
+    head = json.loads((tmp_path / "metrics/headline.json").read_text())
+    assert head["explain.cam_energy_in_lesion"] == 0.41 and head["explain.pointing_game"] == 0.7
+    assert not any(k.startswith("cls.") for k in head)
+    peer = json.loads((tmp_path / "metrics/headline_peer.json").read_text())
+    xgb = json.loads((tmp_path / "metrics/xgb_hand.json").read_text())
+    assert peer["cls.model"] == "xgb_hand"
+    assert peer["cls.accuracy"] == xgb["classification"]["accuracy"]
+    (tmp_path / "metrics/explain.json").write_text(json.dumps({"model": "unet"}))
+    with pytest.raises(ValueError, match="pointing_game"):
+        load_stage().main()
+
+
 def test_headline_falls_back_to_first_listed_without_cv(tmp_path, monkeypatch):
     fake_project(tmp_path, {**PARAMS, "bootstrap": 0,
                             "headline": {"classical": ["xgb_hand", "lr_hand"]}},

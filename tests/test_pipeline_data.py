@@ -105,4 +105,8 @@ def test_full_pipeline_on_synthetic(tmp_path):
                 "seg.dice", "cls.auc_malignant", "multitask.dice", "multitask.balanced_accuracy"]:
         assert key in headline, key
         assert headline[key] is None or 0.0 <= headline[key] <= 1.0
+    peer = json.loads((repo / "metrics/headline_peer.json").read_text())
+    assert peer["seg.model"] == "unet_peer" and 0.0 <= peer["multitask.dice"] <= 1.0
+    for f in ("crop", "features", "unet", "effnet_peer"):  # times live outside metrics/
+        assert "time" in (repo / f"data/timings/{f}.json").read_text()
     assert "up to date" in dvc(repo, "status").stdout

@@ -38,12 +38,14 @@ def params(project, **sections):
     (project / "params.yaml").write_text(yaml.safe_dump(sections))
 
 
-def check_outputs(name, task, n_models=1):
-    splits = pd.read_csv("data/splits.csv")
+def check_outputs(name, task, n_models=1, splits_file="data/splits.csv"):
+    splits = pd.read_csv(splits_file)
     test_ids = splits.loc[splits.split == "test", "id"].tolist()
     m = json.loads(open(f"metrics/{name}_train.json").read())
     assert m["n_models"] == n_models and m["n_test"] == len(test_ids)
-    assert m["train_images_per_s"] > 0 and m["inference_ms_per_image"] > 0
+    assert not any("time" in k or "per_s" in k for k in m)  # metrics stay deterministic
+    t = json.loads(open(f"data/timings/{name}.json").read())
+    assert t["train_images_per_s"] > 0 and t["inference_ms_per_image"] > 0
     models, spec, meta = load_checkpoint(f"data/models/{name}.pt")
     assert len(models) == n_models and spec.task == task and meta["size"] == 32
     if task in ("cls", "multitask"):
@@ -64,18 +66,35 @@ def test_three_stages_default_protocol(project):
            train_seg={"name": "unet", **COMMON, **SEG},
            train_multitask={"name": "mt", **COMMON, **SEG, "freeze_stages": 2},
            train_cls={"name": "cnn", **COMMON, "channels_last": True})
-    stage("train_seg").main()
+    stage("train_seg").main([])
     check_outputs("unet", "seg")
-    stage("train_multitask").main()
+    stage("train_multitask").main([])
     check_outputs("mt", "multitask")
-    stage("train_cls").main()
+    stage("train_cls").main([])
     check_outputs("cnn", "cls")
+
+
+def test_peer_split_writes_suffixed_outputs(project):
+    params(project, train_multitask={"name": "mt", **COMMON, **SEG})
+    stage("train_multitask").main(["--split", "peer"])
+    check_outputs("mt_peer", "multitask", splits_file="data/splits_peer.csv")
+    assert not (project / "data" / "models" / "mt.pt").exists()
+    _, _, meta = load_checkpoint("data/models/mt_peer.pt")
+    assert meta["split"] == "peer" and meta["name"] == "mt_peer"
+
+
+def test_same_seed_same_metrics(project):
+    params(project, train_seg={"name": "unet", **COMMON, **SEG})
+    stage("train_seg").main([])
+    first = open("metrics/unet_train.json").read()
+    stage("train_seg").main([])
+    assert open("metrics/unet_train.json").read() == first
 
 
 def test_full_protocol_fold_ensemble(project):
     params(project, train_seg={"name": "unet", "protocol": "full", **COMMON, **SEG,
                                "augment": {"backend": "torch"}})
-    stage("train_seg").main()
+    stage("train_seg").main([])
     check_outputs("unet", "seg", n_models=2)
     m = json.loads(open("metrics/unet_train.json").read())
     assert [f["fold"] for f in m["folds"]] == [0, 1] and m["protocol"] == "full"
@@ -89,7 +108,7 @@ def test_classifier_on_predicted_masks(project, inp):
     masks[:, 4:10, 5:12] = 1
     np.savez(project / "data" / "predictions" / "unet_masks.npz", ids=ids, masks=masks)
     params(project, train_cls={"name": "cnn", **COMMON, "input": inp, "seg_model": "unet"})
-    stage("train_cls").main()
+    stage("train_cls").main([])
     check_outputs("cnn", "cls")
     m = json.loads(open("metrics/cnn_train.json").read())
     assert "unet_masks.npz" in m["test_input"]
@@ -98,5 +117,5 @@ def test_classifier_on_predicted_masks(project, inp):
 def test_bad_names_fail_before_training(project):
     params(project, train_seg={"name": "unet", **COMMON, "arch": "linknet9"})
     with pytest.raises(ValueError, match="unetplusplus"):
-        stage("train_seg").main()
+        stage("train_seg").main([])
     assert not (project / "data" / "models").exists()

@@ -105,7 +105,7 @@ class SplitConfig(Section):
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # metrics/<model>.json must not collide with the other files in metrics/.
-_RESERVED_MODEL_NAMES = {"headline", "headline_models"}
+_RESERVED_MODEL_NAMES = {"headline", "headline_models", "headline_peer", "explain"}
 
 
 class EvaluateConfig(Section):
@@ -114,6 +114,10 @@ class EvaluateConfig(Section):
     # metrics/headline.json key → a model, or a list of candidates: the one with the best
     # cv_score in metrics/<candidate>_cv.json (the first listed when any lacks one).
     headline: dict[str, str | list[str]] = {}
+    # metrics/headline_peer.json: the same, for models trained on the peers' random split.
+    peer_headline: dict[str, str | list[str]] = {}
+    # explain stage metrics merged into headline.json as explain.<key> (null: none)
+    explain_metrics: str | None = None
     bootstrap: int = Field(1000, ge=0)  # resamples for the CIs; 0 = no CIs
     ci_level: float = Field(0.95, gt=0.5, lt=1)
     seed: int = 0
@@ -135,7 +139,7 @@ class EvaluateConfig(Section):
 
     @model_validator(mode="after")
     def _headline(self):
-        for key, target in self.headline.items():
+        for key, target in [*self.headline.items(), *self.peer_headline.items()]:
             if not _NAME.match(key):
                 raise ValueError(f"headline key {key!r}: letters, digits, '_' and '-' only "
                                  "(no dots: keys become '<key>.<metric>')")
@@ -419,6 +423,38 @@ class TrainClassicalSegConfig(Section):
         return self
 
 
+class ExplainConfig(Section):
+    """CAMs of the deep networks on the test lesion images (busdx.explain)."""
+    models: list[str] = ["effnet", "multitask", "unet"]  # data/models/<name>.pt
+    # busdx.explain.cam.METHODS (kept in step by a test; config does not import torch)
+    method: Literal["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam",
+                    "gradcamelementwise", "eigencam", "eigengradcam", "segeigencam"] = "gradcam"
+    target: Literal["predicted", "true"] = "predicted"  # class explained (cls/multitask)
+    dilate_px: int = Field(3, ge=0, le=64)  # lesion tolerance, pixels at the model input size
+    per_class: int = Field(4, ge=1, le=32)  # gallery images per class (benign, malignant)
+    seed: int = 0
+    batch_size: int = Field(16, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(2, ge=1)  # torch CPU threads
+    bootstrap: int = Field(1000, ge=0)  # resamples for the CIs; 0 = no CIs
+    ci_level: float = Field(0.95, gt=0.5, lt=1)
+    headline: str = "multitask"  # model whose figures are the top-level keys of explain.json
+    # Predicted outline drawn for classifiers: data/predictions/<outline_masks>_masks.npz
+    # (seg/multitask draw their own mask); None = no predicted outline.
+    outline_masks: str | None = "unet"
+
+    @model_validator(mode="after")
+    def _names(self):
+        for m in [*self.models, *([self.outline_masks] if self.outline_masks else [])]:
+            if not _NAME.match(m):
+                raise ValueError(f"model name {m!r}: use letters, digits, '_' and '-' only")
+        if not self.models or len(set(self.models)) != len(self.models):
+            raise ValueError("models must be a non-empty list without repeats")
+        if self.headline not in self.models:
+            raise ValueError(f"headline {self.headline!r} is not one of models {self.models}")
+        return self
+
+
 SECTIONS: dict[str, type[Section]] = {
     "train_seg": TrainSegConfig,
     "train_cls": TrainClsConfig,
@@ -432,6 +468,7 @@ SECTIONS: dict[str, type[Section]] = {
     "evaluate": EvaluateConfig,
     "train_classical": TrainClassicalConfig,
     "train_classical_seg": TrainClassicalSegConfig,
+    "explain": ExplainConfig,
 }
 
 

@@ -7,10 +7,14 @@ Per model ``<m>`` (inputs ``data/predictions/<m>.csv`` and/or ``data/predictions
   values are null (DVC then leaves them out), lists (confusion matrix) are not shown by DVC.
 - ``plots/<m>/``: see busdx.evaluate.plots.
 
-Then ``metrics/headline.json`` and ``metrics/headline_models.json`` (busdx.evaluate.headline).
+Then ``metrics/headline.json`` and ``metrics/headline_models.json`` (busdx.evaluate.headline),
+with the explain stage's ``cam_energy_in_lesion`` / ``pointing_game`` as ``explain.*`` when
+``explain_metrics`` names its file, and ``metrics/headline_peer.json`` for the models trained on
+the peers' random split (``peer_headline``).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,9 +106,31 @@ def evaluate_all(cfg, paths: Paths = Paths()) -> tuple[dict, dict, dict]:
     cache: dict = {}
     results = {m: evaluate_model(m, cfg, paths, cache) for m in cfg.models}
     flat, chosen = headline.build(cfg.headline, results, paths.metrics)
+    if cfg.explain_metrics:
+        flat.update(explain_headline(Path(cfg.explain_metrics)))
+    if cfg.peer_headline:
+        peer, peer_chosen = headline.build(cfg.peer_headline, results, paths.metrics)
+        chosen["peer"] = peer_chosen
+        write_json(paths.metrics / "headline_peer.json", jsonable(peer))
     write_json(paths.metrics / "headline_models.json", jsonable(chosen))
     write_json(paths.metrics / "headline.json", jsonable(flat))
     return results, flat, chosen
+
+
+EXPLAIN_KEYS = ("model", "cam_energy_in_lesion", "pointing_game")
+
+
+def explain_headline(path: Path) -> dict:
+    """``explain.<key>`` entries from the explain stage's metrics file."""
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not found (evaluate.explain_metrics names it; "
+                                "run the explain stage first)") from None
+    missing = [k for k in EXPLAIN_KEYS if k not in d]
+    if missing:
+        raise ValueError(f"{path}: keys {missing} missing")
+    return {f"explain.{k}": d[k] for k in EXPLAIN_KEYS}
 
 
 def _fmt(v, ci=None, digits=3) -> str:
@@ -137,5 +163,5 @@ def table(results: dict, chosen: dict | None = None) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     if chosen:
         lines.append("headline: " + ", ".join(
-            f"{k}={v['model']} ({v['selected_by']})" for k, v in sorted(chosen.items())))
+            f"{k}={v['model']} ({v['selected_by']})" for k, v in sorted(chosen.items()) if "model" in v))
     return "\n".join(lines)

@@ -8,7 +8,12 @@
    evaluate contract: ``data/predictions/<name>.csv`` (``id,y_true,p_normal,p_benign,
    p_malignant``) and/or ``data/predictions/<name>_masks.npz`` (``ids``, ``masks`` uint8
    {0, 1} at the fov size S); the checkpoint ``data/models/<name>.pt``; and
-   ``metrics/<name>_train.json`` (epochs, validation scores, time, speeds).
+   ``metrics/<name>_train.json`` (epochs, validation scores: deterministic, so re-runs on
+   one machine are byte-identical) and ``data/timings/<name>.json`` (wall/CPU times, speeds).
+
+``split`` picks the protocol: ``grouped`` (data/splits.csv, duplicate-aware, the default)
+or ``peer`` (data/splits_peer.csv, the peers' leaky random split, for comparison with
+published numbers); peer outputs carry the suffix ``_peer`` (unet → unet_peer).
 """
 from __future__ import annotations
 
@@ -38,6 +43,20 @@ class Paths:
     models: Path = Path("data/models")
     predictions: Path = Path("data/predictions")
     metrics: Path = Path("metrics")
+    timings: Path = Path("data/timings")
+
+
+# split protocol → (split file, output-name suffix)
+SPLITS = {"grouped": (Path("data/splits.csv"), ""), "peer": (Path("data/splits_peer.csv"), "_peer")}
+
+
+def split_from_argv(argv=None) -> str:
+    """The ``--split`` argument of the train stage modules (default grouped)."""
+    import argparse
+    ap = argparse.ArgumentParser(description="Train one deep model (params: its section).")
+    ap.add_argument("--split", choices=sorted(SPLITS), default="grouped",
+                    help="grouped: duplicate-aware split (default); peer: peers' random split")
+    return ap.parse_args(argv).split
 
 
 def spec_from_config(task: str, cfg) -> NetSpec:
@@ -134,9 +153,14 @@ def _test_inputs(task: str, cfg, s, paths: Paths, test: Arrays, test_fov: Arrays
     return test_fov.images, torch.from_numpy(pred), f"fov + mask from {pred_path}"
 
 
-def run(task: str, cfg, paths: Paths = Paths(), log=print) -> dict:
+def run(task: str, cfg, paths: Paths | None = None, log=print, split: str = "grouped") -> dict:
     """Train, predict the test rows and write every output of the stage (see module doc)."""
     t0, cpu0 = time.perf_counter(), time.process_time()
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {sorted(SPLITS)}")
+    split_file, suffix = SPLITS[split]
+    paths = paths or Paths(splits=split_file)
+    name = cfg.name + suffix
     s = cfg.settings
     spec = spec_from_config(task, cfg)
     check_spec(spec)
@@ -168,10 +192,10 @@ def run(task: str, cfg, paths: Paths = Paths(), log=print) -> dict:
         bce_weight=getattr(cfg, "bce_weight", 1.0), cls_weight=getattr(cfg, "cls_weight", 0.5),
         label_smoothing=getattr(cfg, "label_smoothing", 0.0), channels_last=cfg.channels_last,
         augment=cfg.augment)
-    log(f"{cfg.name}: {task} {spec.arch or ''} {spec.encoder} ({spec.weights} weights), "
-        f"protocol {cfg.protocol}, {kind}_{s.size}, device {device}, "
+    log(f"{name}: {task} {spec.arch or ''} {spec.encoder} ({spec.weights} weights), "
+        f"protocol {cfg.protocol}, split {paths.splits}, {kind}_{s.size}, device {device}, "
         f"validation folds {val_folds}")
-    states, fold_info = [], []
+    states, fold_info, fold_times = [], [], []
     train_images = train_seconds = 0.0
     for k in val_folds:
         tr = np.flatnonzero(~is_test & (fold != k))
@@ -189,8 +213,11 @@ def run(task: str, cfg, paths: Paths = Paths(), log=print) -> dict:
                           "best_val_score": round(res.best_score, 5),
                           "best_val": {k2: v for k2, v in res.history[res.best_epoch - 1].items()
                                        if k2.startswith("val_")},
-                          "train_images_per_s": round(res.images_per_s, 2),
-                          "seconds": round(res.seconds, 1), "history": res.history})
+                          "history": [{k2: v for k2, v in h.items() if k2 != "seconds"}
+                                      for h in res.history]})
+        fold_times.append({"fold": k, "seconds": round(res.seconds, 1),
+                           "train_images_per_s": round(res.images_per_s, 2),
+                           "epoch_seconds": [h.get("seconds") for h in res.history]})
         del model
 
     # Test predictions: mean over the fold models.
@@ -213,26 +240,26 @@ def run(task: str, cfg, paths: Paths = Paths(), log=print) -> dict:
     inf_s = time.perf_counter() - t_inf
     n_test = len(te)
 
-    meta = {"task": task, "name": cfg.name, "classes": list(CLASSES), "input": kind,
+    meta = {"task": task, "name": name, "split": split, "classes": list(CLASSES), "input": kind,
             "mask_channel": opts_common["mask_channel"], "size": s.size, "mean": list(mean),
             "std": list(std), "threshold": opts_common["threshold"], "tta": s.tta,
             "folds": val_folds, "protocol": cfg.protocol, "config": cfg.model_dump(mode="json")}
-    save_checkpoint(paths.models / f"{cfg.name}.pt", spec, states, meta)
+    save_checkpoint(paths.models / f"{name}.pt", spec, states, meta)
     if "class_prob" in out:
         p = out["class_prob"]
         df = pd.DataFrame({"id": test.ids, "y_true": splits["label"].to_numpy()[te],
                            **{f"p_{c}": p[:, i] for i, c in enumerate(CLASSES)}})
-        write_csv(paths.predictions / f"{cfg.name}.csv", df)
+        write_csv(paths.predictions / f"{name}.csv", df)
     if "mask_prob" in out:
         masks = (out["mask_prob"] >= opts_common["threshold"]).astype(np.uint8)
-        with atomic_path(paths.predictions / f"{cfg.name}_masks.npz") as tmp:
+        with atomic_path(paths.predictions / f"{name}_masks.npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, ids=test.ids.astype(str), masks=masks)
 
     best = [f["best_val_score"] for f in fold_info]
     metrics = {
-        "model": cfg.name, "task": task, "protocol": cfg.protocol, "device": str(device),
-        "threads": cfg.threads, "size": s.size, "input": kind, "test_input": test_input,
+        "model": name, "task": task, "protocol": cfg.protocol, "split": split,
+        "size": s.size, "input": kind, "test_input": test_input,
         "arch": spec.arch, "encoder": spec.encoder, "weights": spec.weights,
         "n_models": len(states), "n_test": n_test,
         "epochs_run": [f["epochs_run"] for f in fold_info],
@@ -240,6 +267,10 @@ def run(task: str, cfg, paths: Paths = Paths(), log=print) -> dict:
         "best_val_score": round(float(np.mean(best)), 5),
         "val_score_metric": {"seg": "dice", "cls": "macro_auc",
                              "multitask": "mean(dice, macro_auc)"}[task],
+        "folds": fold_info,
+    }
+    timings = {
+        "model": name, "device": str(device), "threads": cfg.threads,
         "train_time_s": round(train_seconds, 1),
         "train_images_per_s": round(train_images / train_seconds, 2) if train_seconds else 0.0,
         "inference_ms_per_image": round(1000 * inf_s / max(n_test, 1), 2),
@@ -247,10 +278,11 @@ def run(task: str, cfg, paths: Paths = Paths(), log=print) -> dict:
         # CPU seconds of this process (all threads): with a busy shared machine, wall time
         # overstates what the stage needs; cpu_time_s / threads bounds it from below.
         "cpu_time_s": round(time.process_time() - cpu0, 1),
-        "folds": fold_info,
+        "folds": fold_times,
     }
-    write_json(paths.metrics / f"{cfg.name}_train.json", metrics)
-    log(f"{cfg.name}: best validation {metrics['val_score_metric']} "
-        f"{metrics['best_val_score']:.4f}, {metrics['train_images_per_s']} train img/s, "
-        f"{metrics['inference_ms_per_image']} ms/test image, {metrics['total_time_s']} s")
-    return metrics
+    write_json(paths.metrics / f"{name}_train.json", metrics)
+    write_json(paths.timings / f"{name}.json", timings)
+    log(f"{name}: best validation {metrics['val_score_metric']} "
+        f"{metrics['best_val_score']:.4f}, {timings['train_images_per_s']} train img/s, "
+        f"{timings['inference_ms_per_image']} ms/test image, {timings['total_time_s']} s")
+    return {**metrics, "timings": timings}
