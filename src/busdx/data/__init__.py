@@ -1,0 +1,1 @@
+"""Data stages: the BUSI archive (archive, synthetic), audit, mask merging, crops and splits."""

@@ -1,0 +1,1 @@
+"""Classical (non-deep) lesion segmentation: pixel model + region candidates (classical)."""
