@@ -2,6 +2,8 @@
 # One entry point for a fresh machine: installs what is needed into .venv, then
 #   bash scripts/run.sh pipeline [dvc repro args]   rebuilds everything from the raw archive
 #   bash scripts/run.sh test [pytest args]          runs the test suite
+#   bash scripts/run.sh gate                        CI regression gate: stale-lock check,
+#                                                   dvc repro, fresh vs committed metrics
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,8 +38,22 @@ case "$cmd" in
     export PATH="$PWD/$VENV/bin:$PATH"
     python -m pytest "$@"
     ;;
+  gate)
+    bootstrap
+    export PATH="$PWD/$VENV/bin:$PATH"
+    python -m busdx.gate lock          # fail fast: code or params changed without a re-run
+    dvc repro
+    # On a branch, also compare with main's committed metrics (a regression stays one even
+    # when the branch committed its lower numbers honestly).
+    base=${BUSDX_BASELINE:-}
+    if [[ -z $base ]] && git rev-parse -q --verify origin/main >/dev/null \
+        && [[ $(git rev-parse HEAD) != $(git rev-parse origin/main) ]]; then
+      base=origin/main
+    fi
+    python -m busdx.gate metrics ${base:+--baseline "$base"}
+    ;;
   *)
-    echo "usage: bash scripts/run.sh pipeline|test [args]" >&2
+    echo "usage: bash scripts/run.sh pipeline|test|gate [args]" >&2
     exit 2
     ;;
 esac
