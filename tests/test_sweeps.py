@@ -41,7 +41,8 @@ def qdvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
     p = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args],
                        cwd=repo, env=queue_env(repo), capture_output=True, text=True)
     if check and p.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        raise AssertionError(
+            f"dvc {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
 
 
@@ -57,39 +58,39 @@ def queue_status(repo: Path) -> tuple[dict[str, str], str]:
     return tasks, worker
 
 
-def dvc_pids(repo: Path) -> list[int]:
-    """Queue workers and experiment runs that DVC spawned for this copy (its own pid files)."""
-    pids = []
-    for f in (repo / ".dvc/tmp/exps").glob("*/**/*.json"):
-        try:
-            pid = json.loads(f.read_text()).get("pid")
-        except (ValueError, OSError, AttributeError):
+def repo_processes(repo: Path) -> list[int]:
+    """Live processes working inside this copy: DVC's queue workers, its experiment runs
+    (in .dvc/tmp/exps/) and their stage commands."""
+    root, pids = str(repo), []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
-        if isinstance(pid, int):
-            pids.append(pid)
+        try:
+            cwd = os.readlink(d / "cwd")
+            zombie = re.search(r"^State:\s+Z", (d / "status").read_text(), re.M)
+        except OSError:
+            continue
+        if (cwd == root or cwd.startswith(root + os.sep)) and not zombie:
+            pids.append(int(d.name))
     return pids
 
 
-def alive(pid: int, repo: Path) -> bool:
-    """Still running, not a zombie, and still one of this copy's dvc processes."""
+def stop_queue(repo: Path) -> list[int]:
+    """Stop the queue without leaving processes; returns those that had to be SIGKILLed.
+
+    `dvc queue kill <task>` sends SIGINT to the run's process group (the stage command
+    stops too); `dvc queue stop --kill` would SIGKILL the run's dvc process only and orphan a
+    running stage command (dvc 3.67). Workers exit once their task ends.
+    """
+    qdvc(repo, "queue", "stop", check=False)  # workers take no new task
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return False
-    state = re.search(r"^State:\s+(\w)", status, re.M)
-    return (state is None or state.group(1) != "Z") and "dvc" in cmdline and cwd.startswith(str(repo))
-
-
-def stop_workers(repo: Path) -> list[int]:
-    """`dvc queue stop --kill`, wait for DVC's processes to exit; kill and return stragglers."""
-    qdvc(repo, "queue", "stop", "--kill", check=False)
+        running = [n for n, st in queue_status(repo)[0].items() if st == "Running"]
+    except AssertionError:
+        running = []
+    if running:
+        qdvc(repo, "queue", "kill", *running, check=False)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        left = [p for p in dvc_pids(repo) if alive(p, repo)]
-        if not left:
-            return []
+    while (left := repo_processes(repo)) and time.monotonic() < deadline:
         time.sleep(1)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
@@ -134,7 +135,8 @@ def test_queued_sweep_show_apply_and_failure(tmp_path):
     baseline_metrics = json.loads((repo / "metrics/split.json").read_text())
 
     # a 2-point grid in one command (Hydra sweep syntax: one experiment per value) + one bad
-    out = qdvc(repo, "exp", "run", "--queue", "-S", f"split.seed={','.join(map(str, SEEDS))}", "split")
+    grid = f"split.seed={','.join(map(str, SEEDS))}"
+    out = qdvc(repo, "exp", "run", "--queue", "-S", grid, "split")
     assert out.stdout.count("Queued experiment") == len(SEEDS), out.stdout
     qdvc(repo, "exp", "run", "--queue", "-S", "split.protocol=bogus", "-n", "bad-protocol", "split")
     tasks, _ = queue_status(repo)
@@ -144,14 +146,14 @@ def test_queued_sweep_show_apply_and_failure(tmp_path):
         assert "Started '2' new" in qdvc(repo, "queue", "start", "-j", "2").stdout
         deadline = time.monotonic() + TIMEOUT_S
         while True:
-            tasks, worker = queue_status(repo)
+            tasks, _ = queue_status(repo)
             if not set(tasks.values()) & {"Queued", "Running"}:
                 break
             assert time.monotonic() < deadline, f"queue not done after {TIMEOUT_S}s: {tasks}"
             time.sleep(3)
     finally:
-        leaked = stop_workers(repo)
-    assert not leaked, f"DVC processes still alive after `dvc queue stop --kill`: {leaked}"
+        leaked = stop_queue(repo)
+    assert not leaked, f"processes left in the copy after `dvc queue stop`: {leaked}"
 
     # the failed one: Failed in the queue, our config's message in its log
     assert tasks.pop("bad-protocol") == "Failed"
@@ -160,7 +162,7 @@ def test_queued_sweep_show_apply_and_failure(tmp_path):
     assert "params section 'split' is invalid" in log, log
     assert "Input should be 'grouped' or 'random'" in log, log
     # ...raised by the experiment's own copy of the code (PYTHONPATH=src, relative)
-    assert re.search(r"\.dvc/tmp/exps/tmp\w+/src/busdx/config\.py", log), log
+    assert re.search(r"\.dvc/tmp/exps/tmp\w+/src/busdx/config", log), log
 
     exps = exp_show_json(repo)
     assert exps["bad-protocol"]["state"] == "failed"
