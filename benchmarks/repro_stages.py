@@ -34,6 +34,9 @@ def clone(workdir: Path) -> None:
     sh(["git", "clone", "-q", str(REPO), str(workdir)], REPO)
     cache = sh(["dvc", "cache", "dir"], REPO, capture_output=True).stdout.strip()
     (workdir / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache}\n")
+    # Outputs already in the cache are checked out, so a subset (--stages) finds its inputs;
+    # every listed stage is still re-run with --force.
+    subprocess.run(["dvc", "checkout", "-q"], cwd=workdir)
 
 
 def stage_names(workdir: Path) -> list[str]:
