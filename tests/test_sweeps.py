@@ -143,7 +143,15 @@ def test_queued_sweep_show_apply_and_failure(tmp_path):
     assert len(tasks) == len(SEEDS) + 1 and set(tasks.values()) == {"Queued"}, tasks
 
     try:
-        assert "Started '2' new" in qdvc(repo, "queue", "start", "-j", "2").stdout
+        # Not through a pipe: the detached workers inherit the launcher's stdout, so a
+        # captured `dvc queue start` would only return when the last worker exits (and a
+        # worker can hang in celery's shutdown after "empty queue"; stop_queue reaps it).
+        log_path = tmp_path / "queue_start.log"
+        with open(log_path, "w") as log_file:
+            subprocess.run([str(Path(sys.executable).parent / "dvc"), "queue", "start", "-j", "2"],
+                           cwd=repo, env=queue_env(repo), stdout=log_file,
+                           stderr=subprocess.STDOUT, check=True)
+        assert "Started '2' new" in log_path.read_text()
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             tasks, _ = queue_status(repo)
