@@ -15,14 +15,13 @@ the peers' random split (``peer_headline``).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from busdx.evaluate import bootstrap, classification, headline, plots, segmentation
 from busdx.io import write_json
+from busdx.jsonable import jsonable
 
 
 @dataclass(frozen=True)
@@ -40,21 +39,6 @@ def inputs(model: str, predictions_dir: Path) -> tuple[Path | None, Path | None]
         raise FileNotFoundError(f"model {model!r}: neither {csv} nor {npz} exists "
                                 "(evaluate.models lists it)")
     return (csv if csv.exists() else None), (npz if npz.exists() else None)
-
-
-def jsonable(obj):
-    """numpy scalars → Python; NaN/inf → None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
 
 
 def evaluate_model(model: str, cfg, paths: Paths = Paths(), gt_cache: dict | None = None

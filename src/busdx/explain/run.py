@@ -15,7 +15,6 @@ summaries under ``models``).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from busdx.explain.cam import check_method, ensemble_cam
 from busdx.explain.gallery import gallery, sample_positions
 from busdx.explain.metrics import per_image, summarise
 from busdx.io import atomic_path, write_json
+from busdx.jsonable import jsonable
 from busdx.models.infer import predict, to_input
 from busdx.models.registry import CLASSES, load_checkpoint
 
@@ -172,21 +172,6 @@ def _f(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def _clean(obj):
-    """JSON-ready: numpy → Python, floats rounded to 6 digits, NaN → None."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return round(float(obj), 6) if math.isfinite(obj) else None
-    return obj
-
-
 def run(cfg, paths: Paths = Paths(), log=print) -> dict:
     """Explain every model and write the stage's outputs; returns the metrics written."""
     check_method(cfg.method)
@@ -204,11 +189,11 @@ def run(cfg, paths: Paths = Paths(), log=print) -> dict:
             fig.save(plot_dir / f"{name}_gallery.png", format="PNG", optimize=True)
             results[name] = summary
         head = results[cfg.headline]["overall"]
-        metrics = _clean({
+        metrics = jsonable({
             "model": cfg.headline,
             "cam_energy_in_lesion": head["cam_energy_in_lesion"],
             "pointing_game": head["pointing_game"],
             "method": cfg.method, "target": cfg.target, "dilate_px": cfg.dilate_px,
-            "device": device.type, "models": results})
+            "device": device.type, "models": results}, digits=6)
         write_json(paths.metrics, metrics)  # inside: a failure here leaves no plots either
     return metrics
