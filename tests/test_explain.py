@@ -314,3 +314,36 @@ def test_cam_for_on_cuda_matches_cpu():
     cpu = cam_for(model, "multitask", x, "hirescam", target_class=2)
     gpu = cam_for(model.cuda(), "multitask", x.cuda(), "hirescam", target_class=2)
     assert np.allclose(cpu, gpu, atol=1e-3)
+
+
+def test_cross_validated_checkpoint_explains_each_fold_with_its_own_models(project):
+    """split.test_size 0: every lesion image, each by the model that never trained on it."""
+    from busdx.explain.run import lesion_rows, model_groups
+    root, _ = project
+    s = pd.read_csv("data/splits.csv")
+    s["split"], s["fold"] = "train", np.arange(len(s)) % 3
+    s.to_csv("data/splits.csv", index=False)
+    rows = lesion_rows(Path("data/splits.csv"))
+    assert len(rows) == (s.label != "normal").sum()
+    models = ["m0", "m1", "m2"]
+    groups = model_groups(models, {"test_folds": [2, 0, 1]}, rows["fold"].to_numpy())
+    for pos, group in groups:
+        (k,) = set(rows["fold"].to_numpy()[pos])
+        assert group == [models[[2, 0, 1].index(k)]]
+    assert sorted(np.concatenate([p for p, _ in groups])) == list(range(len(rows)))
+    with pytest.raises(ValueError, match="no model tested on folds"):
+        model_groups(models[:2], {"test_folds": [0, 1]}, rows["fold"].to_numpy())
+    # end to end: a 3-model CV checkpoint; every lesion row explained
+    torch.manual_seed(0)
+    meta = {"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3, "input": "fov",
+            "mask_channel": False, "threshold": 0.5, "test_folds": [0, 1, 2]}
+    save_checkpoint("data/models/cnn.pt", SPECS["cls"],
+                    [build(SPECS["cls"]).state_dict() for _ in range(3)], meta)
+    np.savez("data/predictions/seg_masks.npz", ids=s["id"].to_numpy(str),
+             masks=np.ones((len(s), 32, 32), np.uint8))
+    (root / "params.yaml").write_text(yaml.safe_dump({"explain": {
+        "models": ["cnn"], "headline": "cnn", "outline_masks": "seg", "threads": 1,
+        "device": "cpu", "bootstrap": 20, "per_class": 2, "batch_size": 4}}))
+    stage().main()
+    m = json.loads((root / "metrics/explain.json").read_text())
+    assert m["models"]["cnn"]["n"] == len(rows) and m["models"]["cnn"]["n_fold_models"] == 1

@@ -119,3 +119,54 @@ def test_bad_names_fail_before_training(project):
     with pytest.raises(ValueError, match="unetplusplus"):
         stage("train_seg").main([])
     assert not (project / "data" / "models").exists()
+
+
+def cross_validation_splits(project, n_folds=3):
+    """Rewrite data/splits.csv as split.test_size: 0 writes it: every row a train row in a fold."""
+    s = pd.read_csv(project / "data" / "splits.csv")
+    s["split"] = "train"
+    s["fold"] = np.arange(len(s)) % n_folds
+    s.to_csv(project / "data" / "splits.csv", index=False)
+    return s
+
+
+@pytest.mark.parametrize("task,module", [("seg", "train_seg"), ("cls", "train_cls")])
+def test_cross_validation_predicts_every_image_out_of_fold(project, task, module):
+    s = cross_validation_splits(project)
+    section = {"name": "net", **COMMON, **(SEG if task == "seg" else {})}
+    params(project, **{module: section})
+    stage(module).main([])
+    m = json.loads(open("metrics/net_train.json").read())
+    assert m["n_test"] == len(s) and m["n_models"] == 3
+    assert m["cross_validation"]["outer_folds"] == [0, 1, 2]
+    # each outer fold's model early-stops on the next fold, never on the fold it predicts
+    assert [(f["test_fold"], f["fold"]) for f in m["folds"]] == [(0, 1), (1, 2), (2, 0)]
+    _, _, meta = load_checkpoint("data/models/net.pt")
+    assert meta["test_folds"] == [0, 1, 2]
+    ids = sorted(s["id"].astype(str))
+    if task == "cls":
+        df = pd.read_csv("data/predictions/net.csv", dtype={"id": str})
+        assert df["id"].tolist() == ids
+        truth = s.set_index(s["id"].astype(str)).loc[df["id"], "label"]
+        assert (df["y_true"].to_numpy() == truth.to_numpy()).all()
+    else:
+        with np.load("data/predictions/net_masks.npz") as z:
+            assert z["ids"].tolist() == ids and len(z["masks"]) == len(s)
+
+
+def test_cross_validation_fold_k_comes_from_its_own_model(project, monkeypatch):
+    """Pooled predictions of fold k equal what the model tested on fold k predicts alone."""
+    s = cross_validation_splits(project)
+    params(project, train_cls={"name": "net", **COMMON})
+    stage("train_cls").main([])
+    models, _, meta = load_checkpoint("data/models/net.pt")
+    from busdx.models.infer import predict
+    with np.load("data/processed/fov_32.npz") as z:
+        pos = pd.Index(z["ids"].astype(str))
+        images = z["images"]
+    df = pd.read_csv("data/predictions/net.csv", dtype={"id": str}).set_index("id")
+    for model, k in zip(models, meta["test_folds"]):
+        ids = s.loc[s["fold"] == k, "id"].astype(str).to_numpy()
+        p = predict([model], "cls", images[pos.get_indexer(ids)], meta["mean"], meta["std"],
+                    device="cpu")["class_prob"]
+        assert np.allclose(p, df.loc[ids, ["p_normal", "p_benign", "p_malignant"]], atol=1e-5)

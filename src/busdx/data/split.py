@@ -79,14 +79,41 @@ def make_splits(
     keep = ~audit["exclude"].astype(bool) if grouped else np.ones(len(audit), bool)
     df = audit.loc[keep, ["id", "label", "group"]]
     df = df.sort_values("id").reset_index(drop=True)
-    test_idx = _best_test_part(df["label"], df["group"], test_size, seed, grouped)
     df["split"] = "train"
-    df.loc[test_idx, "split"] = "test"
+    if test_size > 0:  # 0: cross-validation over every image (see outer_folds)
+        test_idx = _best_test_part(df["label"], df["group"], test_size, seed, grouped)
+        df.loc[test_idx, "split"] = "test"
     df["fold"] = -1
     train = df.index[df["split"] == "train"].to_numpy()
     sub = df.loc[train].reset_index(drop=True)
     df.loc[train, "fold"] = _best_folds(sub["label"], sub["group"], n_folds, seed, grouped)
     return df[COLUMNS]
+
+
+def is_cross_validation(splits: pd.DataFrame) -> bool:
+    """True for a split without a held-out test part (``split.test_size: 0``)."""
+    return not (splits["split"] == "test").any()
+
+
+def outer_folds(splits: pd.DataFrame):
+    """Yield ``(k, splits_k)`` for cross-validation: fold k becomes the test part.
+
+    ``splits_k`` has the same rows and columns; fold-k rows get ``split='test'`` and
+    ``fold=-1``, the others keep their folds (the inner CV for tuning and early stopping).
+    Training on each ``splits_k`` and pooling the test predictions gives out-of-fold
+    predictions for every image, from a model that never saw it or its group.
+    """
+    if not is_cross_validation(splits):
+        raise ValueError("outer_folds: the split has a held-out test part (test_size > 0)")
+    folds = sorted(int(k) for k in splits["fold"].unique())
+    if len(folds) < 3 or folds[0] < 0:
+        raise ValueError(f"outer_folds: need >= 3 folds, all rows assigned; got {folds}")
+    for k in folds:
+        sk = splits.copy()
+        held = sk["fold"] == k
+        sk.loc[held, "split"] = "test"
+        sk.loc[held, "fold"] = -1
+        yield k, sk
 
 
 def split_summary(splits: pd.DataFrame, audit: pd.DataFrame) -> dict:

@@ -59,12 +59,39 @@ def setup(threads: int, device: str, seed: int) -> torch.device:
 
 
 def lesion_rows(path: Path) -> pd.DataFrame:
-    """Test rows labelled benign/malignant, in file order (id, label)."""
+    """Test rows labelled benign/malignant, in file order (id, label, fold).
+
+    Cross-validation (no test part): every lesion row; its fold says which fold models
+    never saw it (checkpoint ``meta['test_folds']``).
+    """
     s = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
-    rows = s[(s["split"] == "test") & s["label"].isin(LESION_CLASSES)]
+    test = s["split"] == "test"
+    rows = s[(test if test.any() else True) & s["label"].isin(LESION_CLASSES)]
     if rows.empty:
         raise ValueError(f"{path}: no benign/malignant test rows to explain")
-    return rows[["id", "label"]].reset_index(drop=True)
+    return rows[["id", "label", "fold"]].reset_index(drop=True)
+
+
+def model_groups(models: list, meta: dict, folds: np.ndarray) -> list[tuple[np.ndarray, list]]:
+    """(row positions, models) pairs: every row with the models that never trained on it.
+
+    Held-out checkpoints: all rows, all (fold) models. Cross-validated ones
+    (``meta['test_folds']``: the fold each model was scored on): fold k's rows, fold k's models.
+    """
+    test_folds = meta.get("test_folds")
+    if test_folds is None:
+        return [(np.arange(len(folds)), list(models))]
+    if len(test_folds) != len(models):
+        raise ValueError(f"checkpoint: {len(models)} models but {len(test_folds)} test folds")
+    groups = []
+    for k in sorted(set(test_folds)):
+        rows = np.flatnonzero(folds == k)
+        if len(rows):
+            groups.append((rows, [m for m, t in zip(models, test_folds) if t == k]))
+    missing = sorted(set(folds.tolist()) - set(test_folds))
+    if missing:
+        raise ValueError(f"checkpoint has no model tested on folds {missing}")
+    return groups
 
 
 def _rows(npz_path: Path, ids: np.ndarray, keys: tuple[str, ...]) -> list[np.ndarray]:
@@ -111,9 +138,15 @@ def explain_model(name: str, cfg, paths: Paths, lesions: pd.DataFrame, device: t
     extra = _mask_channel(meta, true, ids, paths) if meta.get("mask_channel") else None
     threshold = float(meta.get("threshold", 0.5))
     mean, std = meta["mean"], meta["std"]
+    groups = model_groups(models, meta, lesions["fold"].to_numpy(int))
     # Plain forward (no TTA): the predictions the CAMs explain.
-    out = predict(models, task, images, mean, std, extra=extra, batch_size=cfg.batch_size,
-                  device=device)
+    out = {}
+    for rows, group in groups:
+        o = predict(group, task, images[rows], mean, std,
+                    extra=None if extra is None else extra[rows], batch_size=cfg.batch_size,
+                    device=device)
+        for key, v in o.items():
+            out.setdefault(key, np.zeros((len(ids), *v.shape[1:]), v.dtype))[rows] = v
     pred_cls = out["class_prob"].argmax(1) if "class_prob" in out else None
     if "mask_prob" in out:
         pred_mask = (out["mask_prob"] >= threshold).astype(np.uint8)
@@ -131,23 +164,24 @@ def explain_model(name: str, cfg, paths: Paths, lesions: pd.DataFrame, device: t
 
     cams = np.empty(images.shape, np.float32)
     with tqdm(total=len(ids), desc=f"explain {name}", unit="img") as bar:
-        for s in range(0, len(ids), cfg.batch_size):
-            sl = slice(s, s + cfg.batch_size)
-            x = to_input(torch.from_numpy(images[sl]).to(device), mean, std,
-                         None if extra is None else torch.from_numpy(extra[sl]).to(device))
-            cams[sl] = ensemble_cam(
-                models, task, x, cfg.method,
-                target_class=None if targets is None else [int(t) for t in targets[sl]],
-                threshold=threshold,
-                target_mask=pred_mask[sl] if task == "seg" else None)
-            bar.update(len(x))
+        for rows, group in groups:
+            for s in range(0, len(rows), cfg.batch_size):
+                sl = rows[s: s + cfg.batch_size]
+                x = to_input(torch.from_numpy(images[sl]).to(device), mean, std,
+                             None if extra is None else torch.from_numpy(extra[sl]).to(device))
+                cams[sl] = ensemble_cam(
+                    group, task, x, cfg.method,
+                    target_class=None if targets is None else [int(t) for t in targets[sl]],
+                    threshold=threshold,
+                    target_mask=pred_mask[sl] if task == "seg" else None)
+                bar.update(len(x))
 
     table = per_image(ids, labels, cams, true, cfg.dilate_px)
     if pred_cls is not None:
         table["predicted"] = [CLASSES[k] for k in pred_cls]
         table["explained"] = [CLASSES[int(k)] for k in targets]
     summary = summarise(table, cfg.bootstrap, cfg.seed, cfg.ci_level)
-    summary.update(task=task, size=size, n_fold_models=len(models))
+    summary.update(task=task, size=size, n_fold_models=len(groups[0][1]))
 
     pos = sample_positions(labels, ids, cfg.per_class, cfg.seed)
     caps = []

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from busdx.data.crop import full_box, mask_box, resize_image, roi_box
+from busdx.data.split import is_cross_validation, outer_folds
 from busdx.io import atomic_path, read_image, write_csv, write_json
 from busdx.models.infer import predict
 from busdx.models.registry import (CLASSES, NetSpec, build, check_spec, freeze_stages, input_norm,
@@ -153,8 +154,30 @@ def _test_inputs(task: str, cfg, s, paths: Paths, test: Arrays, test_fov: Arrays
     return test_fov.images, torch.from_numpy(pred), f"fov + mask from {pred_path}"
 
 
+def _val_folds(s, cfg, folds: list[int], splits_path: Path, outer: int | None) -> list[int]:
+    """Validation folds among the train ``folds``: ``val_fold`` (one) or each fold (all).
+
+    In cross-validation (``outer`` = the held-out fold) ``val_fold`` may be that fold; the
+    next train fold after ``outer`` (cyclically) validates instead, so early stopping never
+    sees the images it is scored on.
+    """
+    if s.folds == "all":
+        return folds[: s.max_folds] if s.max_folds else folds
+    if outer is not None:
+        return [next((f for f in folds if f > outer), folds[0])]
+    if cfg.val_fold not in folds:
+        raise ValueError(f"val_fold {cfg.val_fold} not in the folds of {splits_path}: {folds}")
+    return [cfg.val_fold]
+
+
 def run(task: str, cfg, paths: Paths | None = None, log=print, split: str = "grouped") -> dict:
-    """Train, predict the test rows and write every output of the stage (see module doc)."""
+    """Train, predict the test rows and write every output of the stage (see module doc).
+
+    A split without a test part (``split.test_size: 0``) is cross-validated: fold k is
+    predicted by the model(s) trained on the other folds, so every image gets an
+    out-of-fold prediction, and the checkpoint holds the fold models (an ensemble for
+    new images).
+    """
     t0, cpu0 = time.perf_counter(), time.process_time()
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {sorted(SPLITS)}")
@@ -172,17 +195,8 @@ def run(task: str, cfg, paths: Paths | None = None, log=print, split: str = "gro
     kind = "roi" if task == "cls" and cfg.input == "roi" else "fov"
     data = load_rows(read_npz(paths.processed / f"{kind}_{s.size}.npz"), splits,
                      f"{kind}_{s.size}.npz")
-    is_test = (splits["split"] == "test").to_numpy()
-    fold = splits["fold"].to_numpy()
-    folds = sorted(int(k) for k in np.unique(fold[~is_test]) if k >= 0)
-    if not folds:
-        raise ValueError(f"{paths.splits}: no train folds")
-    if s.folds == "one":
-        if cfg.val_fold not in folds:
-            raise ValueError(f"val_fold {cfg.val_fold} not in the folds of {paths.splits}: {folds}")
-        val_folds = [cfg.val_fold]
-    else:
-        val_folds = folds[: s.max_folds] if s.max_folds else folds
+    cross_val = is_cross_validation(splits)
+    parts = list(outer_folds(splits)) if cross_val else [(None, splits)]
 
     opts_common = dict(
         task=task, epochs=s.epochs, patience=s.patience, batch_size=s.batch_size, lr=s.lr,
@@ -192,76 +206,102 @@ def run(task: str, cfg, paths: Paths | None = None, log=print, split: str = "gro
         bce_weight=getattr(cfg, "bce_weight", 1.0), cls_weight=getattr(cfg, "cls_weight", 0.5),
         label_smoothing=getattr(cfg, "label_smoothing", 0.0), channels_last=cfg.channels_last,
         augment=cfg.augment)
-    log(f"{name}: {task} {spec.arch or ''} {spec.encoder} ({spec.weights} weights), "
-        f"protocol {cfg.protocol}, split {paths.splits}, {kind}_{s.size}, device {device}, "
-        f"validation folds {val_folds}")
-    states, fold_info, fold_times = [], [], []
-    train_images = train_seconds = 0.0
-    for k in val_folds:
-        tr = np.flatnonzero(~is_test & (fold != k))
-        va = np.flatnonzero(~is_test & (fold == k))
-        seed_everything(cfg.seed + k)
-        model = build(spec)
-        freeze_stages(model, task, cfg.freeze_stages)
-        log(f" fold {k}: {len(tr)} train, {len(va)} validation")
-        res = fit(model, data.subset(tr), data.subset(va),
-                  FitOptions(seed=cfg.seed + k, **opts_common), device=device, log=log)
-        states.append(res.state)
-        train_images += res.train_images
-        train_seconds += res.train_seconds
-        fold_info.append({"fold": k, "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
-                          "best_val_score": round(res.best_score, 5),
-                          "best_val": {k2: v for k2, v in res.history[res.best_epoch - 1].items()
-                                       if k2.startswith("val_")},
-                          "history": [{k2: v for k2, v in h.items() if k2 != "seconds"}
-                                      for h in res.history]})
-        fold_times.append({"fold": k, "seconds": round(res.seconds, 1),
-                           "train_images_per_s": round(res.images_per_s, 2),
-                           "epoch_seconds": [h.get("seconds") for h in res.history]})
-        del model
+    all_states, state_outer, fold_info, fold_times, outs = [], [], [], [], []
+    val_folds_all, test_inputs = [], []
+    train_images = train_seconds = inf_s = 0.0
+    n_test = 0
+    for outer, sk in parts:
+        is_test = (sk["split"] == "test").to_numpy()
+        fold = sk["fold"].to_numpy()
+        folds = sorted(int(k) for k in np.unique(fold[~is_test]) if k >= 0)
+        if not folds:
+            raise ValueError(f"{paths.splits}: no train folds")
+        val_folds = _val_folds(s, cfg, folds, paths.splits, outer)
+        val_folds_all += val_folds
+        where = "" if outer is None else f", test fold {outer}"
+        log(f"{name}: {task} {spec.arch or ''} {spec.encoder} ({spec.weights} weights), "
+            f"protocol {cfg.protocol}, split {paths.splits}{where}, {kind}_{s.size}, "
+            f"device {device}, validation folds {val_folds}")
+        states = []
+        for k in val_folds:
+            tr = np.flatnonzero(~is_test & (fold != k))
+            va = np.flatnonzero(~is_test & (fold == k))
+            seed_everything(cfg.seed + k)
+            model = build(spec)
+            freeze_stages(model, task, cfg.freeze_stages)
+            log(f" fold {k}: {len(tr)} train, {len(va)} validation")
+            res = fit(model, data.subset(tr), data.subset(va),
+                      FitOptions(seed=cfg.seed + k, **opts_common), device=device, log=log)
+            states.append(res.state)
+            train_images += res.train_images
+            train_seconds += res.train_seconds
+            info = {"fold": k, "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
+                    "best_val_score": round(res.best_score, 5),
+                    "best_val": {k2: v for k2, v in res.history[res.best_epoch - 1].items()
+                                 if k2.startswith("val_")},
+                    "history": [{k2: v for k2, v in h.items() if k2 != "seconds"}
+                                for h in res.history]}
+            fold_info.append(info if outer is None else {"test_fold": outer, **info})
+            fold_times.append({"fold": k, "seconds": round(res.seconds, 1),
+                               "train_images_per_s": round(res.images_per_s, 2),
+                               "epoch_seconds": [h.get("seconds") for h in res.history]})
+            del model
 
-    # Test predictions: mean over the fold models.
-    te = np.flatnonzero(is_test)
-    test = data.subset(te)
-    test_fov = test if kind == "fov" else load_rows(
-        read_npz(paths.processed / f"fov_{s.size}.npz"), splits.iloc[te], f"fov_{s.size}.npz")
-    images, extra, test_input = _test_inputs(task, cfg, s, paths, test, test_fov)
-    models = []
-    for st in states:
-        m = build(NetSpec.from_dict({**spec.to_dict(), "weights": "none"}))
-        m.load_state_dict(st)
-        m.to(device)
-        if cfg.channels_last:
-            m.to(memory_format=torch.channels_last)
-        models.append(m)
-    t_inf = time.perf_counter()
-    out = predict(models, task, images, mean, std, extra=extra, batch_size=32, tta=s.tta,
-                  device=device, channels_last=cfg.channels_last, amp=amp_dtype(device) is not None)
-    inf_s = time.perf_counter() - t_inf
-    n_test = len(te)
+        # Test predictions: mean over the fold models.
+        te = np.flatnonzero(is_test)
+        test = data.subset(te)
+        test_fov = test if kind == "fov" else load_rows(
+            read_npz(paths.processed / f"fov_{s.size}.npz"), sk.iloc[te], f"fov_{s.size}.npz")
+        images, extra, test_input = _test_inputs(task, cfg, s, paths, test, test_fov)
+        test_inputs.append(test_input)
+        models = []
+        for st in states:
+            m = build(NetSpec.from_dict({**spec.to_dict(), "weights": "none"}))
+            m.load_state_dict(st)
+            m.to(device)
+            if cfg.channels_last:
+                m.to(memory_format=torch.channels_last)
+            models.append(m)
+        t_inf = time.perf_counter()
+        out = predict(models, task, images, mean, std, extra=extra, batch_size=32, tta=s.tta,
+                      device=device, channels_last=cfg.channels_last,
+                      amp=amp_dtype(device) is not None)
+        inf_s += time.perf_counter() - t_inf
+        n_test += len(te)
+        outs.append((test.ids, splits["label"].to_numpy()[te], out))
+        all_states += states
+        state_outer += [outer] * len(states)
+
+    ids = np.concatenate([o[0] for o in outs])
+    order = np.argsort(ids, kind="stable") if cross_val else np.arange(len(ids))
+    ids, y_true = ids[order], np.concatenate([o[1] for o in outs])[order]
+    out = {key: np.concatenate([o[2][key] for o in outs])[order] for key in outs[0][2]}
+    val_folds = val_folds_all
 
     meta = {"task": task, "name": name, "split": split, "classes": list(CLASSES), "input": kind,
             "mask_channel": opts_common["mask_channel"], "size": s.size, "mean": list(mean),
             "std": list(std), "threshold": opts_common["threshold"], "tta": s.tta,
             "folds": val_folds, "protocol": cfg.protocol, "config": cfg.model_dump(mode="json")}
-    save_checkpoint(paths.models / f"{name}.pt", spec, states, meta)
+    if cross_val:  # state i was scored on fold test_folds[i] (explain uses the same pairing)
+        meta["test_folds"] = state_outer
+    save_checkpoint(paths.models / f"{name}.pt", spec, all_states, meta)
     if "class_prob" in out:
         p = out["class_prob"]
-        df = pd.DataFrame({"id": test.ids, "y_true": splits["label"].to_numpy()[te],
+        df = pd.DataFrame({"id": ids, "y_true": y_true,
                            **{f"p_{c}": p[:, i] for i, c in enumerate(CLASSES)}})
         write_csv(paths.predictions / f"{name}.csv", df)
     if "mask_prob" in out:
         masks = (out["mask_prob"] >= opts_common["threshold"]).astype(np.uint8)
         with atomic_path(paths.predictions / f"{name}_masks.npz") as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, ids=test.ids.astype(str), masks=masks)
+                np.savez_compressed(f, ids=ids.astype(str), masks=masks)
 
     best = [f["best_val_score"] for f in fold_info]
     metrics = {
         "model": name, "task": task, "protocol": cfg.protocol, "split": split,
-        "size": s.size, "input": kind, "test_input": test_input,
+        "size": s.size, "input": kind, "test_input": test_inputs[0],
         "arch": spec.arch, "encoder": spec.encoder, "weights": spec.weights,
-        "n_models": len(states), "n_test": n_test,
+        "n_models": len(all_states), "n_test": n_test,
         "epochs_run": [f["epochs_run"] for f in fold_info],
         "best_epoch": [f["best_epoch"] for f in fold_info],
         "best_val_score": round(float(np.mean(best)), 5),
@@ -269,6 +309,9 @@ def run(task: str, cfg, paths: Paths | None = None, log=print, split: str = "gro
                              "multitask": "mean(dice, macro_auc)"}[task],
         "folds": fold_info,
     }
+    if cross_val:
+        metrics["cross_validation"] = {"outer_folds": [k for k, _ in parts],
+                                       "note": "n_test: every image, predicted out of fold"}
     timings = {
         "model": name, "device": str(device), "threads": cfg.threads,
         "train_time_s": round(train_seconds, 1),
