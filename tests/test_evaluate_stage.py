@@ -181,3 +181,35 @@ def test_empty_models_is_an_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="evaluate.models"):
         load_stage().main()
+
+
+def test_binary_views_and_lesion_subsets(tmp_path, monkeypatch):
+    """Two-class readings of 3-class predictions and Dice on a lesion subset (mini-MIAS)."""
+    fake_project(tmp_path, {**PARAMS, "binary_views": True,
+                            "lesion_subsets": {"masses": "subset.csv:mass"}})
+    monkeypatch.chdir(tmp_path)
+    ids = [f"img_{i:02d}" for i in range(30)]
+    pd.DataFrame({"id": ids, "mass": [i % 2 == 0 for i in range(30)]}).to_csv("subset.csv",
+                                                                               index=False)
+    load_stage().main()
+    lr = json.loads((tmp_path / "metrics/lr_hand.json").read_text())
+    pred = pd.read_csv("data/predictions/lr_hand.csv")
+    y = pred["y_true"].map(CLS.index).to_numpy()
+    p = pred[["p_normal", "p_benign", "p_malignant"]].to_numpy()
+    ab = lr["binary"]["abnormal_vs_normal"]
+    assert ab["n"] == 24 and ab["positives"] == int((y > 0).sum())
+    assert ab["accuracy"] == pytest.approx(np.mean((y > 0) == (p[:, 0] < 0.5)))
+    mb = lr["binary"]["malignant_vs_benign"]
+    keep = y > 0
+    assert mb["n"] == int(keep.sum())
+    assert mb["accuracy"] == pytest.approx(
+        np.mean((y[keep] == 2) == (p[keep, 2] >= p[keep, 1])))
+    assert mb["ci"]["auc"]["lo"] <= mb["auc"] <= mb["ci"]["auc"]["hi"]
+    seg = json.loads((tmp_path / "metrics/unet.json").read_text())
+    dice = pd.read_csv("plots/unet/dice.csv")
+    even = dice[dice["id"].str[-2:].astype(int) % 2 == 0]["dice"]
+    assert seg["lesion_subsets"]["masses"]["n"] == len(even)
+    assert seg["lesion_subsets"]["masses"]["dice"] == pytest.approx(even.mean(), abs=1e-6)
+    head = json.loads((tmp_path / "metrics/headline.json").read_text())
+    assert head["classical.abnormal_vs_normal.auc"] == ab["auc"]
+    assert head["seg.dice_masses"] == seg["lesion_subsets"]["masses"]["dice"]

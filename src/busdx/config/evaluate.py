@@ -27,6 +27,12 @@ class EvaluateConfig(Section):
     specificity: float = Field(0.9, gt=0, lt=1)  # for sensitivity at this specificity
     calibration_bins: int = Field(10, ge=2, le=100)  # ECE and the calibration curve
     mask_threshold: float = Field(0.5, gt=0, lt=1)  # probability masks: lesion if >= this
+    # Also score three-class predictions as abnormal vs normal and malignant vs benign
+    # (abnormal images): metrics/<model>.json "binary", headline <key>.<view>.<metric>.
+    binary_views: bool = False
+    # Dice on lesion subsets: name → "<csv>:<column>" (ids whose column is true), e.g.
+    # masses: data/raw/manifest.csv:mass → metrics "lesion_subsets", headline <key>.dice_<name>.
+    lesion_subsets: dict[str, str] = {}
 
     @field_validator("models")
     @classmethod

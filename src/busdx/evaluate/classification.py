@@ -190,6 +190,40 @@ def classification_metrics(p: Predictions, specificity: float = 0.9, n_bins: int
             for key, v in out.items()}
 
 
+BINARY_VIEWS = ("abnormal_vs_normal", "malignant_vs_benign")
+
+
+def binary_views(p: Predictions) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Two-class readings of three-class predictions: view → (y 0/1, proba (N, 2)).
+
+    - abnormal_vs_normal: every image; abnormal = benign or malignant, p = p_benign + p_malignant.
+    - malignant_vs_benign: abnormal images only; p = p_malignant / (p_benign + p_malignant).
+
+    The predicted class of a view is its own argmax (p >= 0.5), which can differ from the
+    three-class argmax (0.40 / 0.35 / 0.25 is "normal" but abnormal at 0.60).
+    """
+    if len(p.classes) != 3:
+        raise ValueError("binary views need three-class predictions")
+    out = {}
+    pa = p.proba[:, 1] + p.proba[:, 2]
+    out["abnormal_vs_normal"] = ((p.y > 0).astype(int), np.stack([1 - pa, pa], axis=1))
+    ab = p.y > 0
+    denom = np.maximum(pa[ab], 1e-12)
+    pm = np.clip(p.proba[ab, 2] / denom, 0.0, 1.0)
+    out["malignant_vs_benign"] = ((p.y[ab] == 2).astype(int), np.stack([1 - pm, pm], axis=1))
+    return out
+
+
+def binary_metrics(y: np.ndarray, proba: np.ndarray) -> dict:
+    """n, accuracy, balanced accuracy and AUC of one binary view."""
+    pred = proba.argmax(axis=1)
+    both = 0 < y.sum() < len(y)
+    return {"n": int(len(y)), "positives": int(y.sum()),
+            "accuracy": float(accuracy_score(y, pred)),
+            "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else None,
+            "auc": float(roc_auc_score(y, proba[:, 1])) if both else None}
+
+
 def plot_frames(p: Predictions, n_bins: int = 10) -> dict[str, pd.DataFrame]:
     """Data for dvc plots: roc, pr (malignant vs rest), calibration, confusion (per image)."""
     y_mal, s = p.y_malignant, p.p_malignant

@@ -74,4 +74,11 @@ def build(headline: dict[str, str | list[str]], results: dict[str, dict],
                 v = (res.get(section) or {}).get(m)
                 if v is not None:
                     flat[f"{key}.{m}"] = v
+        for view, b in sorted((res.get("binary") or {}).items()):
+            for m in ("accuracy", "balanced_accuracy", "auc"):
+                if b.get(m) is not None:
+                    flat[f"{key}.{view}.{m}"] = b[m]
+        for name, sub in sorted((res.get("lesion_subsets") or {}).items()):
+            if sub.get("dice") is not None:
+                flat[f"{key}.dice_{name}"] = sub["dice"]
     return flat, chosen

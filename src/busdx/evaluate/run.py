@@ -18,6 +18,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 
 from busdx.evaluate import bootstrap, classification, headline, plots, segmentation
 from busdx.io import write_json
@@ -41,6 +44,20 @@ def inputs(model: str, predictions_dir: Path) -> tuple[Path | None, Path | None]
     return (csv if csv.exists() else None), (npz if npz.exists() else None)
 
 
+def subset_ids(subsets: dict[str, str]) -> dict[str, set[str]]:
+    """``evaluate.lesion_subsets``: name → "<csv>:<column>" → ids whose column is true."""
+    out = {}
+    for name, spec in subsets.items():
+        path, _, column = spec.rpartition(":")
+        df = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+        if column not in df.columns or "id" not in df.columns:
+            raise ValueError(f"evaluate.lesion_subsets.{name}: {path} needs columns id and "
+                             f"{column!r}; it has {list(df.columns)}")
+        flag = df[column].astype(str).str.lower().isin(["true", "1"])
+        out[name] = set(df.loc[flag, "id"])
+    return out
+
+
 def evaluate_model(model: str, cfg, paths: Paths = Paths(), gt_cache: dict | None = None
                    ) -> dict:
     """Metrics of one model; writes metrics/<model>.json and plots/<model>/."""
@@ -57,6 +74,16 @@ def evaluate_model(model: str, cfg, paths: Paths = Paths(), gt_cache: dict | Non
         frames.update(classification.plot_frames(p, cfg.calibration_bins))
         if n_boot:
             result["ci"].update(bootstrap.classification_ci(p.y, p.proba, n_boot, seed, level))
+        if cfg.binary_views and len(p.classes) == 3:
+            result["binary"] = {}
+            for view, (yb, pb) in classification.binary_views(p).items():
+                m = classification.binary_metrics(yb, pb)
+                if n_boot:
+                    ci = bootstrap.classification_ci(yb, pb, n_boot, seed, level)
+                    m["ci"] = {"accuracy": ci["accuracy"],
+                               "balanced_accuracy": ci["balanced_accuracy"],
+                               "auc": ci["auc_malignant"]}
+                result["binary"][view] = m
     if npz is not None:
         pred = segmentation.read_mask_predictions(npz, cfg.mask_threshold)
         cache = gt_cache if gt_cache is not None else {}
@@ -73,6 +100,14 @@ def evaluate_model(model: str, cfg, paths: Paths = Paths(), gt_cache: dict | Non
         if n_boot:
             for m in ("dice", "iou", "hd95"):
                 result["ci"][m] = bootstrap.mean_ci(les[m].to_numpy(), n_boot, seed, level)
+        for name, ids in subset_ids(cfg.lesion_subsets).items():
+            sub = les[les["id"].astype(str).isin(ids)]["dice"].to_numpy()
+            result.setdefault("lesion_subsets", {})[name] = {
+                "n": int(len(sub)),
+                "dice": float(np.mean(sub)) if len(sub) else None,
+                "dice_median": float(np.median(sub)) if len(sub) else None,
+                **({"ci": {"dice": bootstrap.mean_ci(sub, n_boot, seed, level)}}
+                   if n_boot and len(sub) else {})}
         examples = plots.pick_examples(table)
         gallery = plots.overlay_gallery(gt.images[rows], gt.masks[rows], pred.masks, examples)
     result = jsonable(result)

@@ -18,6 +18,7 @@ from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -85,8 +86,15 @@ def _xgboost(seed: int, n_jobs: int) -> tuple[Pipeline, str]:
     return Pipeline([("impute", _imputer()), ("clf", clf)]), "clf__"
 
 
+def _prior(seed: int, n_jobs: int) -> tuple[Pipeline, str]:
+    # The chance baseline: every image gets the training class frequencies, so accuracy is
+    # the majority-class rate, balanced accuracy 1/K and AUC 0.5. Features are ignored.
+    return Pipeline([("impute", _imputer()), ("clf", DummyClassifier(strategy="prior"))]), "clf__"
+
+
 _BASE: dict[str, Callable[[int, int], tuple[Pipeline, str]]] = {
     "logreg": _logreg,
+    "prior": _prior,
     "svm_rbf": _svm_rbf,
     "random_forest": _random_forest,
     "xgboost": _xgboost,
