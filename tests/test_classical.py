@@ -64,7 +64,15 @@ def synthetic_splits(df: pd.DataFrame, n_folds=3, test_every=5) -> pd.DataFrame:
 # Registry
 # ---------------------------------------------------------------------------------------------
 def test_registry_names():
-    assert set(MODELS) == {"logreg", "svm_rbf", "random_forest", "xgboost", "voting"}
+    assert set(MODELS) == {"logreg", "prior", "svm_rbf", "random_forest", "xgboost", "voting"}
+
+
+def test_prior_baseline_predicts_class_frequencies():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), np.array([0] * 25 + [1] * 10 + [2] * 5)
+    est = make_estimator("prior").fit(X, y)
+    assert np.allclose(est.predict_proba(X[:3]), [[25 / 40, 10 / 40, 5 / 40]] * 3)
+    assert (est.predict(X) == 0).all()  # accuracy = the majority rate
 
 
 def test_unknown_model_lists_valid_names():
@@ -274,7 +282,7 @@ def _params(feature_sets=None) -> dict:
 def test_repo_params_section_is_valid(repo_root):
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
     cfg = parse_section("train_classical", raw["train_classical"])
-    assert set(cfg.models) == set(MODELS)
+    assert set(cfg.models) == set(MODELS) - {"prior"}  # the chance baseline: mini-MIAS only
     assert cfg.feature_sets["hand_oracle"].oracle and not cfg.feature_sets["cnn"].oracle
 
 
@@ -358,3 +366,147 @@ def test_stage_errors_name_the_valid_choices(stage_dir, repo_root):
     with pytest.raises(SystemExit, match="hand_oracle"):
         stage.main(["--model", "logreg", "--features", "nope"])
     assert not (stage_dir / "data" / "predictions").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-validation over every image (split.test_size: 0)
+# ---------------------------------------------------------------------------------------------
+def cv_splits(df: pd.DataFrame, n_folds=4) -> pd.DataFrame:
+    """Every row train, stratified round-robin folds 0..n_folds-1 (no test part)."""
+    sp = synthetic_splits(df, n_folds=n_folds, test_every=len(df) + 1)
+    sp.loc[sp.index[0], "split"] = "train"  # test_every > n: only row 0 was test
+    c = sp.loc[sp.index[0], "label"]
+    idx = sp.index[sp["label"] == c]
+    sp.loc[idx, "fold"] = np.arange(len(idx)) % n_folds
+    return sp
+
+
+def test_cv_splits_helper_has_no_test_part():
+    from busdx.data.split import is_cross_validation
+    sp = cv_splits(synthetic_table())
+    assert is_cross_validation(sp) and (sp["fold"] >= 0).all()
+    assert sorted(sp["fold"].unique()) == [0, 1, 2, 3]
+
+
+def test_train_task_cv_pools_every_row_once():
+    from busdx.data.split import outer_folds
+    df = synthetic_table()
+    sp = cv_splits(df)
+    parts = [(k, tc.align(df, sk)) for k, sk in outer_folds(sp)]
+    r = tc.train_task_cv("logreg", parts, "multiclass", {"C": [0.1, 1.0]}, "balanced_accuracy")
+    assert list(r.ids) == sorted(df["id"]) and len(set(r.ids)) == len(df)
+    np.testing.assert_array_equal(r.fold, sp.set_index("id").loc[r.ids, "fold"])
+    np.testing.assert_allclose(r.proba.sum(axis=1), 1)
+    assert r.outer_folds == [0, 1, 2, 3] and len(r.fold_results) == 4
+    assert r.cv_score == pytest.approx(np.mean([f.tune.cv_score for f in r.fold_results]))
+    assert len(r.outer_best_params) == 4 and r.best_params in r.outer_best_params
+    assert [g["params"] for g in r.grid] == [{"C": 0.1}, {"C": 1.0}]
+    assert r.n_train == [len(df) - (sp["fold"] == k).sum() for k in range(4)]
+    # The pooled predictions of fold k are those of the model trained without fold k.
+    for (k, d), fr in zip(parts, r.fold_results):
+        assert not set(d.ids_train) & set(d.ids_test)
+        assert set(d.ids_test) == set(sp.loc[sp.fold == k, "id"])
+        pos = np.searchsorted(r.ids, d.ids_test)
+        np.testing.assert_allclose(r.proba[pos], fr.estimator.predict_proba(d.X_test))
+
+
+def test_memorising_model_is_not_flattered_by_cv():
+    """Pure noise, random labels: a random forest memorises its training rows (in-sample
+    accuracy ~1), so any leak of fold k into its own model would show up as a high score."""
+    rng = np.random.default_rng(5)
+    n = 90
+    df = pd.DataFrame({"id": [f"x{i:03d}" for i in range(n)],
+                       "label": np.array(CLASSES)[rng.permutation(np.arange(n) % 3)],
+                       **{f"f{j}": rng.normal(size=n) for j in range(5)}})
+    from busdx.data.split import outer_folds
+    parts = [(k, tc.align(df, sk)) for k, sk in outer_folds(cv_splits(df, n_folds=3))]
+    r = tc.train_task_cv("random_forest", parts, "multiclass", {"min_samples_leaf": [1]},
+                         "accuracy", fixed={"n_estimators": 30})
+    fr = r.fold_results[0]
+    d = parts[0][1]
+    in_sample = (fr.estimator.predict_proba(d.X_train).argmax(1)
+                 == encode_target(d.labels_train, "multiclass")).mean()
+    assert in_sample > 0.95
+    pooled = (r.proba.argmax(1) == encode_target(r.labels, "multiclass")).mean()
+    assert pooled < 0.6
+
+
+@pytest.fixture
+def cv_stage_dir(stage_dir):
+    df = pd.read_csv(stage_dir / "data" / "features" / "hand_oracle.csv", dtype={"id": str})
+    cv_splits(df).to_csv(stage_dir / "data" / "splits.csv", index=False)
+    return stage_dir
+
+
+@pytest.mark.parametrize("model,features", [("logreg", "hand_oracle"), ("voting", "hand_cnn")])
+def test_stage_cross_validation(cv_stage_dir, repo_root, monkeypatch, model, features):
+    d = cv_stage_dir
+    stage = _load_stage(repo_root, "train_classical")
+    seen = []  # (train ids, test ids) of every train_task call
+    real = tc.train_task
+
+    def spy(model_, data, *a, **kw):
+        seen.append((set(data.ids_train), set(data.ids_test)))
+        return real(model_, data, *a, **kw)
+
+    monkeypatch.setattr(tc, "train_task", spy)
+    stage.main(["--model", model, "--features", features])
+    name = f"{model}_{features}"
+    splits = pd.read_csv(d / "data" / "splits.csv", dtype={"id": str})
+    fold_of = splits.set_index("id")["fold"]
+    assert len(seen) == 2 * 4  # tasks × outer folds
+    for train_ids, test_ids in seen:  # every model predicts one whole fold it never saw
+        assert not train_ids & test_ids and train_ids | test_ids == set(splits["id"])
+        assert len(set(fold_of[list(test_ids)])) == 1
+
+    pred = pd.read_csv(d / "data" / "predictions" / f"{name}.csv", dtype={"id": str})
+    assert list(pred.columns) == ["id", "y_true", "p_normal", "p_benign", "p_malignant"]
+    assert list(pred["id"]) == sorted(splits["id"])  # every image exactly once, by id
+    mal = pd.read_csv(d / "data" / "predictions" / f"{name}_malignant.csv", dtype={"id": str})
+    assert list(mal.columns) == ["id", "y_true", "p_malignant"]
+    assert list(mal["id"]) == list(pred["id"])
+    oof = pd.read_csv(d / "data" / "predictions" / "oof" / f"{name}.csv", dtype={"id": str})
+    pd.testing.assert_frame_equal(oof.drop(columns="fold"), pred)
+    np.testing.assert_array_equal(oof["fold"], fold_of.loc[oof["id"]])
+
+    cv = json.loads((d / "metrics" / f"{name}_cv.json").read_text())
+    assert cv["cross_validation"] is True and cv["outer_folds"] == [0, 1, 2, 3]
+    assert cv["n_test"] == cv["n_train"] == len(splits)
+    assert cv["outer_n_train"] == [int((splits.fold != k).sum()) for k in range(4)]
+    assert len(cv["outer_best_params"]) == 4 and len(cv["cv_fold_scores"]) == 4
+    assert cv["cv_score"] == pytest.approx(np.mean(cv["cv_fold_scores"]), abs=1e-6)
+    assert cv["cv_metric"] == "balanced_accuracy" and 0 <= cv["cv_score"] <= 1
+    assert {"best_params", "grid", "cv_std", "n_features", "note"} <= set(cv)
+
+    bundle = joblib.load(d / "data" / "models" / "classical" / f"{name}.joblib")
+    assert bundle["cross_validation"] and bundle["outer_folds"] == [0, 1, 2, 3]
+    assert len(bundle["estimators"]["multiclass"]) == 4
+    hand = pd.read_csv(d / "data" / "features" / "hand_oracle.csv", dtype={"id": str})
+    with pytest.raises(ValueError, match="ensemble=True"):
+        tc.bundle_predict_proba(bundle, np.zeros((1, len(bundle["columns"]))))
+    if features == "hand_oracle":  # fold k's rows are predicted by the fold-k estimator
+        for i, k in enumerate(bundle["outer_folds"]):
+            ids = pred.loc[oof["fold"] == k, "id"]
+            X = hand.set_index("id").loc[ids, bundle["columns"]].to_numpy(float)
+            p = bundle["estimators"]["multiclass"][i].predict_proba(X)
+            np.testing.assert_allclose(
+                p, pred.loc[oof["fold"] == k, ["p_normal", "p_benign", "p_malignant"]], atol=1e-5)
+        X = hand.set_index("id").loc[pred["id"][:3], bundle["columns"]].to_numpy(float)
+        ens = tc.bundle_predict_proba(bundle, X, ensemble=True)
+        np.testing.assert_allclose(ens.sum(axis=1), 1, atol=1e-6)
+
+    first = {p: p.read_bytes() for p in sorted((d / "data" / "predictions").rglob("*.csv"))}
+    first_cv = (d / "metrics" / f"{name}_cv.json").read_bytes()
+    stage.main(["--model", model, "--features", features])
+    assert {p: p.read_bytes() for p in first} == first
+    assert (d / "metrics" / f"{name}_cv.json").read_bytes() == first_cv
+
+
+def test_bundle_predict_proba_held_out(stage_dir, repo_root):
+    _load_stage(repo_root, "train_classical").main(["--model", "logreg", "--features",
+                                                     "hand_oracle"])
+    bundle = joblib.load(stage_dir / "data" / "models" / "classical" / "logreg_hand_oracle.joblib")
+    assert "cross_validation" not in bundle  # held-out bundles keep their old layout
+    X = np.zeros((2, len(bundle["columns"])))
+    np.testing.assert_array_equal(tc.bundle_predict_proba(bundle, X),
+                                  bundle["estimators"]["multiclass"].predict_proba(X))
