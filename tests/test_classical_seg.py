@@ -195,3 +195,77 @@ def test_stage_end_to_end(tmp_path, monkeypatch, repo_root):
     from busdx.evaluate.segmentation import read_mask_predictions
     assert read_mask_predictions(tmp_path / "data" / "predictions" / "classical_seg_masks.npz"
                                  ).masks.shape[0] == test.sum()
+
+
+def test_stage_cross_validation(tmp_path, monkeypatch, repo_root):
+    """split.test_size 0: every image predicted once, by a segmenter that never saw it."""
+    images, masks = dataset(16, 8, seed=3)
+    ids = np.array([f"img_{i:03d}" for i in range(len(images))])
+    labels = np.array(["benign" if m.any() else "normal" for m in masks])
+    (tmp_path / "data" / "processed").mkdir(parents=True)
+    np.savez_compressed(tmp_path / "data" / "processed" / f"fov_{SIZE}.npz", ids=ids,
+                        labels=labels, images=images, masks=masks)
+    fold = np.arange(len(ids)) % 3
+    pd.DataFrame({"id": ids, "label": labels, "group": ids, "split": "train", "fold": fold}
+                 ).to_csv(tmp_path / "data" / "splits.csv", index=False)
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"train_classical_seg": small_cfg().model_dump()}))
+    monkeypatch.chdir(tmp_path)
+
+    # Every fit sees the images of two folds, and each predict the images of the third.
+    key = {im.tobytes(): k for im, k in zip(images, fold)}
+    calls = []
+    real_fit, real_predict = sc.ClassicalSegmenter.fit, sc.ClassicalSegmenter.predict
+
+    def fit(self, ims, ms, fs):
+        calls.append(("fit", {key[i.tobytes()] for i in ims}))
+        return real_fit(self, ims, ms, fs)
+
+    def predict(self, ims):
+        calls.append(("predict", {key[i.tobytes()] for i in ims}))
+        return real_predict(self, ims)
+
+    monkeypatch.setattr(sc.ClassicalSegmenter, "fit", fit)
+    monkeypatch.setattr(sc.ClassicalSegmenter, "predict", predict)
+    spec = importlib.util.spec_from_file_location("stage_seg",
+                                                  repo_root / "stages" / "train_classical_seg.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    stage.main()
+    assert [c[0] for c in calls] == ["fit", "predict"] * 3
+    for k in range(3):
+        assert calls[2 * k] == ("fit", {0, 1, 2} - {k})
+        assert calls[2 * k + 1] == ("predict", {k})
+    monkeypatch.undo()
+
+    pred = np.load(tmp_path / "data" / "predictions" / "classical_seg_masks.npz")
+    assert list(pred["ids"]) == sorted(ids)  # every image exactly once
+    assert pred["masks"].shape == (len(ids), SIZE, SIZE) and pred["masks"].dtype == np.uint8
+    oof = np.load(tmp_path / "data" / "predictions" / "classical_seg_oof_masks.npz")
+    np.testing.assert_array_equal(oof["ids"], pred["ids"])
+    np.testing.assert_array_equal(oof["masks"], pred["masks"])
+    np.testing.assert_array_equal(oof["folds"], fold)  # ids are already in id order
+    cv = json.loads((tmp_path / "metrics" / "classical_seg_cv.json").read_text())
+    assert cv["cross_validation"] is True and cv["outer_folds"] == [0, 1, 2]
+    assert cv["n_test"] == cv["n_train"] == len(ids) and cv["outer_n_train"] == [16, 16, 16]
+    assert cv["cv_metric"] == "dice_lesion" and cv["cv_score"] > 0.5
+    assert cv["cv_score"] == pytest.approx(np.mean(cv["outer_cv_scores"]), abs=1e-5)
+    assert cv["outer_dice_lesion"] > 0.5 and len(cv["outer_empty_scores"]) == 3
+    assert len(cv["tuning"]) == len(small_cfg().empty_scores)
+    assert cv["test_predicted_empty"] >= 0 and cv["empty_score"] in cv["outer_empty_scores"]
+
+    seg = joblib.load(tmp_path / "data" / "models" / "classical_seg.joblib")
+    assert isinstance(seg, sc.OuterFoldSegmenters) and seg.outer_folds == [0, 1, 2]
+    with pytest.raises(ValueError, match="predict_fold"):
+        seg.predict(images[:2])
+    for k in range(3):
+        np.testing.assert_array_equal(seg.predict_fold(k, images[fold == k]),
+                                      pred["masks"][fold == k])
+    assert seg.predict(images[:2], ensemble=True).shape == (2, SIZE, SIZE)
+    from busdx.evaluate.segmentation import read_mask_predictions
+    assert read_mask_predictions(tmp_path / "data" / "predictions" / "classical_seg_masks.npz"
+                                 ).masks.shape[0] == len(ids)
+    # The features stage accepts the pooled file: each id predicted once.
+    from busdx.features.table import read_predicted_masks
+    assert sorted(read_predicted_masks(tmp_path / "data" / "predictions"
+                                       / "classical_seg_masks.npz")) == sorted(ids)

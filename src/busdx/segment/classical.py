@@ -22,6 +22,17 @@ truth counting 1 — the prediction is "no lesion", which is how normal images c
 
 Every model above stage 1 is trained on out-of-fold outputs of the stage below (stacking),
 so ``fit`` returns honest out-of-fold masks of the train images as a by-product.
+
+Cross-validation over every image (a split without a test part, ``split.test_size: 0``,
+e.g. mini-MIAS): the train_classical_seg stage fits one ``ClassicalSegmenter`` per outer
+fold k on the other folds (with its own inner CV over them, exactly as above) and predicts
+fold k; the pooled masks cover every image, each from a segmenter that never saw it, and
+``OuterFoldSegmenters`` holds the K fitted segmenters. The features stage's hand_predicted
+features of every image then come from a segmenter that never saw that image. A
+second-order effect remains: the classifier of outer fold k (train_classical) is trained on
+the hand_predicted features of the other folds' images, whose masks came from segmenters
+that did see fold k's images and masks; fold k's test features thus depend slightly on a
+segmenter trained with them in it, through the training features of its classifier only.
 """
 from __future__ import annotations
 
@@ -449,3 +460,36 @@ class ClassicalSegmenter:
         presence = self._presence(self.presence_model_, imf)
         return np.stack([self._choose(c, s, t, self.empty_score_)
                          for c, s, t in zip(cands, scores, presence)])
+
+
+class OuterFoldSegmenters:
+    """The segmenters of cross-validation over every image: ``models[i]`` was fitted on all
+    folds but ``outer_folds[i]`` and predicted that fold's images.
+
+    There is no segmenter fitted on all images. ``predict`` therefore needs ``ensemble=True``
+    (pixel-wise vote of the fold segmenters, lesion where at least half say so: for NEW
+    images only, since each training image was seen by all but one of them);
+    ``predict_fold`` reproduces the out-of-fold masks.
+    """
+
+    def __init__(self, models: list[ClassicalSegmenter], outer_folds: list[int]):
+        if len(models) != len(outer_folds):
+            raise ValueError("OuterFoldSegmenters: one model per outer fold")
+        self.models = list(models)
+        self.outer_folds = [int(k) for k in outer_folds]
+        self.cross_validation = True
+
+    def predict_fold(self, k: int, images: np.ndarray) -> np.ndarray:
+        """Masks of fold ``k``'s images by the segmenter that never saw fold k."""
+        if int(k) not in self.outer_folds:
+            raise ValueError(f"no outer fold {k}; folds {self.outer_folds}")
+        return self.models[self.outer_folds.index(int(k))].predict(images)
+
+    def predict(self, images: np.ndarray, ensemble: bool = False) -> np.ndarray:
+        if not ensemble:
+            raise ValueError(f"cross-validation segmenter: {len(self.models)} outer-fold "
+                             "models and no single one; use predict_fold(k, images) for the "
+                             "out-of-fold masks, or predict(images, ensemble=True) for a "
+                             "majority vote on new images")
+        votes = np.mean([m.predict(images).astype(np.float32) for m in self.models], axis=0)
+        return (votes >= 0.5).astype(np.uint8)

@@ -8,6 +8,13 @@ refitted on all train rows with the hyperparameters of the best mean CV score.
 The CV loop is hand-written rather than GridSearchCV so that the out-of-fold probabilities
 of the selected point come for free (no extra fits) and so that ties and ordering are
 explicit: grid points are enumerated in sorted-key order and the first best point wins.
+
+Cross-validation over every image (a split without a test part, ``split.test_size: 0``):
+``train_task_cv`` runs ``train_task`` once per outer fold k on the splits in which fold k
+is the test part (busdx.data.split.outer_folds: tuning by inner CV on the other folds,
+refit on them, predict fold k) and pools the fold-k predictions, so every image is
+predicted exactly once by a model that never saw it. Its ``cv_score`` is the mean over
+outer folds of the inner-CV best score: model selection never looks at the outer folds.
 """
 from __future__ import annotations
 
@@ -391,3 +398,112 @@ def prediction_frame(ids, labels, proba: np.ndarray, task: str,
     if folds is not None:
         df["fold"] = np.asarray(folds, dtype=int)
     return df
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-validation over every image (no held-out test part)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class OuterCVResult:
+    """``train_task`` on each outer fold, the fold-k test predictions pooled (sorted by id)."""
+
+    task: str
+    scoring: str
+    outer_folds: list[int]
+    fold_results: list[TaskResult]  # aligned with outer_folds
+    n_train: list[int]  # train rows of each outer fold's model
+    ids: np.ndarray  # every image once, sorted by id
+    labels: np.ndarray
+    fold: np.ndarray  # the outer fold whose model predicted the image (= the image's fold)
+    proba: np.ndarray
+    fit_s: float
+
+    @property
+    def cv_fold_scores(self) -> list[float]:
+        """Per outer fold: the inner-CV score of the selected point (never sees fold k)."""
+        return [float(r.tune.cv_score) for r in self.fold_results]
+
+    @property
+    def cv_score(self) -> float:
+        return float(np.mean(self.cv_fold_scores))
+
+    @property
+    def cv_std(self) -> float:
+        return float(np.std(self.cv_fold_scores))
+
+    @property
+    def outer_best_params(self) -> list[dict[str, Any]]:
+        return [r.tune.best_params for r in self.fold_results]
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """The point selected by most outer folds (ties: the earliest fold's)."""
+        keys = [repr(sorted(p.items())) for p in self.outer_best_params]
+        best = max(range(len(keys)), key=lambda i: (keys.count(keys[i]), -i))
+        return self.outer_best_params[best]
+
+    @property
+    def grid(self) -> list[dict[str, Any]]:
+        """Every grid point: mean over outer folds of its inner-CV mean; std across them."""
+        tables = [r.tune.grid for r in self.fold_results]
+        out = []
+        for i, row in enumerate(tables[0]):
+            means = [t[i]["mean"] for t in tables]
+            out.append({"params": row["params"], "mean": float(np.mean(means)),
+                        "std": float(np.std(means))})
+        return out
+
+
+def train_task_cv(
+    model: str,
+    parts: Sequence[tuple[int, Dataset]],
+    task: str,
+    grid: dict[str, list],
+    scoring: str,
+    **kwargs,
+) -> OuterCVResult:
+    """``train_task`` on each ``(k, data_k)`` (``align`` of busdx.data.split.outer_folds'
+    ``splits_k``: fold k is the test part, the other folds the inner CV); pooled predictions.
+
+    Every image must be predicted exactly once; ``kwargs`` go to ``train_task``.
+    """
+    if len(parts) < 2:
+        raise ValueError("train_task_cv: need at least 2 outer folds")
+    t0 = time.perf_counter()
+    results = [train_task(model, d, task, grid, scoring, **kwargs) for _, d in parts]
+    ids = np.concatenate([d.ids_test for _, d in parts]).astype(str)
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("train_task_cv: an image is in the test part of two outer folds")
+    for k, d in parts:
+        if np.isin(d.ids_train, d.ids_test).any():
+            raise ValueError(f"train_task_cv: outer fold {k} trains on its own test rows")
+    order = np.argsort(ids, kind="stable")
+    fold = np.concatenate([np.full(len(d.ids_test), k, dtype=int) for k, d in parts])
+    return OuterCVResult(
+        task=task, scoring=scoring, outer_folds=[int(k) for k, _ in parts],
+        fold_results=results, n_train=[int(len(d.ids_train)) for _, d in parts],
+        ids=ids[order], labels=np.concatenate([d.labels_test for _, d in parts])[order],
+        fold=fold[order], proba=np.concatenate([r.test_proba for r in results])[order],
+        fit_s=time.perf_counter() - t0)
+
+
+def bundle_predict_proba(bundle: dict, X: np.ndarray, task: str = "multiclass",
+                         ensemble: bool = False) -> np.ndarray:
+    """Probabilities of a data/models/classical/<model>_<features>.joblib bundle for ``X``
+    (columns ``bundle["columns"]``).
+
+    Held-out bundle: its estimator, refitted on all train rows. Cross-validation bundle
+    (``bundle["cross_validation"]``): one estimator per outer fold and no single refit, so
+    ``ensemble=True`` is required and gives the mean of the fold estimators' probabilities.
+    That is for NEW images only: each training image was seen by all but one of them (its
+    honest prediction is in data/predictions/<model>_<features>.csv).
+    """
+    est = bundle["estimators"][task]
+    if not bundle.get("cross_validation"):
+        return est.predict_proba(X)
+    if not ensemble:
+        raise ValueError(f"{bundle['model']}_{bundle['features']}: a cross-validation bundle "
+                         f"holds {len(est)} outer-fold estimators and no single model; pass "
+                         "ensemble=True for their mean (new images only), or read the "
+                         "out-of-fold predictions for the training images")
+    return np.mean([e.predict_proba(X) for e in est], axis=0)
