@@ -1,4 +1,9 @@
-"""crop: field-of-view and lesion-ROI crops (full-resolution PNGs and fixed-size npz arrays)."""
+"""crop: field-of-view and lesion-ROI crops (full-resolution PNGs and fixed-size npz arrays).
+
+``crop.method``: fov (ultrasound field of view, busdx.data.crop) or breast (mammograms,
+busdx.data.breast: background and film labels blanked, optionally mirrored so the chest wall
+is on the left; crops.csv then gains a ``flipped`` column).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -48,7 +53,12 @@ def _crop_one(job: tuple) -> tuple[dict, float, bool, bool, dict]:
     grey = read_image(raw / image, "L")
     mask = read_image(mask_path, "L")
     try:
-        c = crop_image(grey, mask, cfg)
+        if cfg.method == "breast":
+            from busdx.data.breast import crop_breast
+
+            c = crop_breast(grey, mask, cfg)
+        else:
+            c = crop_image(grey, mask, cfg)
     except ValueError as e:
         raise ValueError(f"{id_} ({raw / image} vs {mask_path}): {e}") from None
     _save_png(out / f"{id_}.png", c.image)
@@ -60,6 +70,8 @@ def _crop_one(job: tuple) -> tuple[dict, float, bool, bool, dict]:
         "crop_width": b.width, "crop_height": b.height,
         "mask_area": c.mask_area, "mask_area_cropped": c.mask_area_cropped,
     }
+    if cfg.method == "breast":
+        record["flipped"] = c.flipped
     return record, b.area / grey.size, c.fov.fallback, c.fov.expanded, c.resized
 
 
@@ -106,7 +118,7 @@ def run(cfg, raw: Path = RAW, masks: Path = MASKS, crops: Path = CROPS, fov_dir:
                 arrays[kind, size][1].append(msk)
                 if record["mask_area"] and not msk.any():
                     emptied[f"{kind}_{size}"].append(record["id"])
-    df = pd.DataFrame(records, columns=COLUMNS)
+    df = pd.DataFrame(records, columns=COLUMNS + (["flipped"] if cfg.method == "breast" else []))
     write_csv(crops, df)
     ids = np.array(df["id"].tolist(), dtype=str)
     labels = np.array(df["label"].tolist(), dtype=str)
@@ -141,6 +153,9 @@ def run(cfg, raw: Path = RAW, masks: Path = MASKS, crops: Path = CROPS, fov_dir:
             "resized_masks_emptied_ids": emptied,
         },
     }
+    if cfg.method == "breast":  # BUSI's metrics keep their keys
+        result["method"] = "breast"
+        result["flipped"] = int(df["flipped"].sum())
     write_json(metrics, result)
     if lost:
         raise RuntimeError(f"crop cut {lost} lesion pixels; see {crops}")

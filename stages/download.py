@@ -1,4 +1,8 @@
-"""download: find the BUSI archive (local mirror first, then URLs), verify, extract, manifest."""
+"""download: find the archive (local mirror first, then URLs), verify, extract, manifest.
+
+``download.dataset``: busi (default), synthetic (generated BUSI-like set) or mias (mini-MIAS,
+busdx.data.mias: the same raw layout plus MIAS columns in the manifest and circle masks).
+"""
 import tempfile
 import time
 from pathlib import Path
@@ -20,14 +24,22 @@ def main() -> None:
 
             path, source = Path(work) / "synthetic_busi.zip", "synthetic"
             expected = make_archive(path, cfg.synthetic)
+        elif cfg.dataset == "mias":
+            from busdx.data import mias
+
+            found = archive.find_archive(cfg.sources, Path.cwd(), Path(work), cfg.timeout_s,
+                                         "mini-MIAS", mias.HOW_TO_PROVIDE)
+            path, source, expected = found.path, found.source, mias.MIAS_COUNTS
         else:
             found = archive.find_archive(cfg.sources, Path.cwd(), Path(work), cfg.timeout_s)
             path, source, expected = found.path, found.source, archive.BUSI_COUNTS
         print(f"download: using {source} ({path})")
-        counts = archive.verify_archive(path, expected)
+        # mini-MIAS has its own layout (Info.txt, circle masks); the raw outputs are alike.
+        adapter = mias if cfg.dataset == "mias" else archive
+        counts = adapter.verify_archive(path, expected)
         sha = archive.sha256_file(path)
-        archive.extract(path, raw)
-        manifest = archive.build_manifest(raw)
+        adapter.extract(path, raw)
+        manifest = adapter.build_manifest(raw)
         manifest.to_csv(raw / "manifest.csv", index=False, lineterminator="\n")
         info = {"dataset": cfg.dataset, "source": source, "sha256": sha, **counts}
         write_json(raw / "archive.json", info)

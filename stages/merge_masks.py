@@ -35,7 +35,9 @@ def run(cfg, raw: Path = RAW, masks_dir: Path = MASKS, metrics: Path = METRICS,
                 raise ValueError(f"{raw / row.image}: image is {size[0]}x{size[1]} but the "
                                  f"manifest says {row.width}x{row.height}")
             paths = [raw / p for p in row.masks.split(";") if p]
-            if not paths:
+            # mini-MIAS (manifest column roi_known) lists no mask for normal films and for
+            # abnormalities without coordinates: their merged mask is empty.
+            if not paths and "roi_known" not in manifest.columns:
                 raise ValueError(f"{row.id}: no mask listed in {raw / 'manifest.csv'}")
             merged = merge_masks(paths, size, cfg.threshold, force_empty=row.label == "normal")
             n_read += merged.n_masks

@@ -28,13 +28,29 @@ print(json.dumps(files))
 """
 
 
+# The root (BUSI) pipeline and every dataset pipeline (pipelines/<name>/dvc.yaml, wdir its
+# folder, so repo paths there start with ../../).
+PIPELINES = [REPO / "dvc.yaml", *sorted((REPO / "pipelines").glob("*/dvc.yaml"))]
+
+
+def _to_repo(path: str, wdir: Path) -> str:
+    return str((wdir / path).resolve().relative_to(REPO)) if path.startswith("..") else path
+
+
 def stages():
-    d = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     out = {}
-    for name, st in d.items():
-        body = st.get("do", st)
-        out[name] = body
+    for file in PIPELINES:
+        prefix = "" if file.parent == REPO else f"{file.parent.relative_to(REPO)}:"
+        for name, st in yaml.safe_load(file.read_text())["stages"].items():
+            body = dict(st.get("do", st))
+            body["cmd"] = " ".join(_to_repo(w, file.parent) for w in body["cmd"].split())
+            body["deps"] = [_to_repo(d, file.parent) for d in body["deps"]]
+            out[prefix + name] = body
     return out
+
+
+def test_dataset_pipelines_found():
+    assert any("pipelines/mias" in str(p) for p in PIPELINES)
 
 
 @pytest.mark.parametrize("name", sorted(stages()))

@@ -17,7 +17,8 @@ class SyntheticConfig(Section):
 
 
 class DownloadConfig(Section):
-    dataset: Literal["busi", "synthetic"] = "busi"
+    # busi | synthetic (a small BUSI-like set) | mias (mini-MIAS mammograms, pipelines/mias).
+    dataset: Literal["busi", "synthetic", "mias"] = "busi"
     # Tried in order: local archive paths (relative to the repo root), then URLs.
     sources: list[str]
     timeout_s: float = Field(60.0, gt=0)
@@ -74,6 +75,14 @@ class CropConfig(Section):
     # ROI = lesion box grown by this x its width/height on each side, clipped to the FOV.
     roi_margin: float = Field(0.15, ge=0, le=2)
     sizes: list[int] = [128, 256]
+    # fov: ultrasound field of view (BUSI). breast: mammograms (busdx.data.breast): the
+    # breast region, with film labels and background outside it set to 0.
+    method: Literal["fov", "breast"] = "fov"
+    # breast only: grey level (on the smoothed image) above which a pixel is breast; the
+    # fatty edge near the skin line is dark, so it stays far below an Otsu threshold.
+    breast_level: int = Field(20, ge=1, le=254)
+    # breast only: mirror images (and masks) so the chest wall is always on the left.
+    orient: bool = False
 
     @field_validator("sizes")
     @classmethod
@@ -85,6 +94,8 @@ class CropConfig(Section):
 
 class SplitConfig(Section):
     protocol: Literal["grouped", "random"] = "grouped"
-    test_size: float = Field(0.2, gt=0, lt=0.5)
+    # 0: no held-out part, K-fold cross-validation over every image (small sets such as
+    # mini-MIAS): each image is predicted by the model trained on the other folds.
+    test_size: float = Field(0.2, ge=0, lt=0.5)
     n_folds: int = Field(5, ge=2)
     seed: int = 0

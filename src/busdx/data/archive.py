@@ -72,8 +72,12 @@ def _fetch(url: str, dest: Path, timeout: float) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def find_archive(sources: list[str], root: Path, workdir: Path, timeout: float) -> Found:
-    """Return the first source that yields a zip file; URLs are fetched into ``workdir``."""
+def find_archive(sources: list[str], root: Path, workdir: Path, timeout: float,
+                 name: str = "BUSI", how_to_provide: str = HOW_TO_PROVIDE) -> Found:
+    """Return the first source that yields a zip file; URLs are fetched into ``workdir``.
+
+    ``name`` and ``how_to_provide`` word the error when nothing is found (other datasets).
+    """
     tried = []
     for src in sources:
         if re.match(r"^https?://", src):
@@ -95,10 +99,10 @@ def find_archive(sources: list[str], root: Path, workdir: Path, timeout: float) 
         else:
             return Found(path, src, False)
     raise DataNotFoundError(
-        "No BUSI archive found. Sources tried, in order:\n  - "
+        f"No {name} archive found. Sources tried, in order:\n  - "
         + "\n  - ".join(tried or ["(download.sources is empty)"])
         + "\n"
-        + HOW_TO_PROVIDE
+        + how_to_provide
     )
 
 

@@ -22,6 +22,12 @@ returns.
 5. Flags: ``conflict`` (a group filed under several labels), ``colour_marks`` (Doppler
    boxes, coloured calipers) and ``annotations`` (burned-in text and calipers, see
    ``annotation_fraction``).
+6. Patients: when the manifest has a ``patient`` column (mini-MIAS: both breasts of a
+   woman), ``group`` also joins the images of one patient (connected components of the
+   duplicate pairs and same-patient edges), so the grouped split keeps a patient on one
+   side. Conflicts, duplicate counts and contact sheets stay on the duplicate groups alone
+   (columns ``duplicate_group``/``duplicate_group_size``): a patient with one normal and
+   one abnormal breast is not a label conflict.
 """
 from __future__ import annotations
 
@@ -333,8 +339,13 @@ def duplicate_groups(n: int, pairs: list[Pair]) -> np.ndarray:
     return np.array([first.setdefault(int(c), len(first)) for c in comp], dtype=np.int64)
 
 
-def audit_table(feats: list[ImageFeatures], pairs: list[Pair], cfg) -> pd.DataFrame:
-    """One row per image (``feats`` sorted by id), columns ``COLUMNS``."""
+def audit_table(feats: list[ImageFeatures], pairs: list[Pair], cfg,
+                patients=None) -> pd.DataFrame:
+    """One row per image (``feats`` sorted by id), columns ``COLUMNS``.
+
+    With ``patients`` (one value per feature), ``group``/``group_size`` also join the images
+    of a patient and the columns ``PATIENT_COLUMNS`` follow (see the module docstring).
+    """
     n = len(feats)
     group = duplicate_groups(n, pairs)
     best = np.full(n, np.nan)
@@ -359,10 +370,39 @@ def audit_table(feats: list[ImageFeatures], pairs: list[Pair], cfg) -> pd.DataFr
     df["colour_marks"] = [f.colour_pixels >= cfg.colour_min_pixels for f in feats]
     df["annotations"] = [f.annotation_fraction >= cfg.annotation_min_fraction for f in feats]
     df["exclude"] = df["conflict"] & (cfg.conflict_policy == "exclude")
+    if patients is not None:
+        return with_patient_groups(df[COLUMNS], pairs, patients)
     return df[COLUMNS]
 
 
+PATIENT_COLUMNS = ["patient", "duplicate_group", "duplicate_group_size"]
+
+
+def with_patient_groups(table: pd.DataFrame, pairs: list[Pair], patients) -> pd.DataFrame:
+    """``table`` (duplicate groups) with ``group`` = components of duplicate pairs and
+    same-patient edges, numbered by first id; the duplicate groups move to PATIENT_COLUMNS."""
+    df = table.copy()
+    df["patient"] = list(patients)
+    df["duplicate_group"] = df["group"]
+    df["duplicate_group_size"] = df["group_size"]
+    edges = list(pairs)
+    for idx in df.groupby("patient", sort=True).indices.values():
+        edges += [Pair(int(idx[0]), int(k), 0.0, False) for k in idx[1:]]
+    df["group"] = duplicate_groups(len(df), edges)
+    df["group_size"] = df.groupby("group")["id"].transform("size").astype(np.int64)
+    return df[COLUMNS + PATIENT_COLUMNS]
+
+
+def duplicate_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with ``group``/``group_size`` = duplicate groups (patients set aside)."""
+    if "duplicate_group" not in table.columns:
+        return table
+    return table.assign(group=table["duplicate_group"], group_size=table["duplicate_group_size"])
+
+
 def audit_metrics(table: pd.DataFrame, pairs: list[Pair]) -> dict:
+    patient_groups = table["group"].nunique() if "patient" in table.columns else None
+    table = duplicate_view(table)
     grouped = table[table["group_size"] > 1]
     conflicts = table[table["conflict"]]
     flagged = table["conflict"] | table["colour_marks"] | table["annotations"]
@@ -379,7 +419,11 @@ def audit_metrics(table: pd.DataFrame, pairs: list[Pair]) -> dict:
         "annotations": int(table["annotations"].sum()),
         "flagged": int(flagged.sum()),
     }
-    return {k: int(m[k]) for k in METRIC_KEYS}
+    out = {k: int(m[k]) for k in METRIC_KEYS}
+    if patient_groups is not None:  # patients joined: groups the split sees
+        out["patients"] = int(table["patient"].nunique())
+        out["split_groups"] = int(patient_groups)
+    return out
 
 
 # --- contact sheets ----------------------------------------------------------------------
@@ -486,6 +530,7 @@ def run_audit(manifest: pd.DataFrame, raw_dir: Path | str, cfg,
                              f"manifest says {row.width}x{row.height}")
         feats.append(f)
     pairs = find_pairs(feats, cfg, progress=progress)
-    table = audit_table(feats, pairs, cfg)
-    sheets = contact_sheets(table, {f.id: f.thumb for f in feats}, cfg)
+    patients = manifest["patient"].tolist() if "patient" in manifest.columns else None
+    table = audit_table(feats, pairs, cfg, patients)
+    sheets = contact_sheets(duplicate_view(table), {f.id: f.thumb for f in feats}, cfg)
     return AuditResult(table=table, metrics=audit_metrics(table, pairs), pairs=pairs, sheets=sheets)
