@@ -56,3 +56,25 @@ def test_random_protocol_keeps_everything_and_leaks():
 def test_unknown_protocol_is_rejected():
     with pytest.raises(ValueError, match="valid: \\['grouped', 'random'\\]"):
         make_splits(fake_audit(), "leaky")
+
+
+def test_cross_validation_split_and_outer_folds():
+    """test_size 0: every kept image in one of K folds, groups whole; outer_folds rotates."""
+    from busdx.data.split import is_cross_validation, outer_folds
+    audit = fake_audit()
+    s = make_splits(audit, "grouped", 0, 5, seed=0)
+    assert is_cross_validation(s) and set(s["split"]) == {"train"}
+    assert set(s["fold"]) == set(range(5))
+    assert (s.groupby("group")["fold"].nunique() == 1).all()
+    summary = split_summary(s, audit)
+    assert summary["cross_validation"] and summary["groups_in_two_folds"] == 0
+    assert sum(summary["fold_sizes"]) == len(s) and summary["max_class_ratio_gap"] <= 0.03
+    seen = []
+    for k, sk in outer_folds(s):
+        test = sk[sk["split"] == "test"]
+        assert (test["fold"] == -1).all() and set(s.loc[test.index, "fold"]) == {k}
+        assert k not in set(sk.loc[sk["split"] == "train", "fold"])
+        seen += test["id"].tolist()
+    assert sorted(seen) == sorted(s["id"])
+    with pytest.raises(ValueError, match="held-out"):
+        next(outer_folds(make_splits(audit, "grouped", 0.2, 5, seed=0)))

@@ -124,12 +124,14 @@ def split_summary(splits: pd.DataFrame, audit: pd.DataFrame) -> dict:
     parts.update({f"fold{k}": splits["fold"] == k for k in sorted(splits.loc[splits.fold >= 0, "fold"].unique())})
     gap = 0.0
     for mask in parts.values():
+        if not mask.any():  # cross-validation: no test part
+            continue
         r = labels[mask].value_counts(normalize=True).reindex(whole.index, fill_value=0)
         gap = max(gap, float((r - whole).abs().max()))
     train_groups = set(splits.loc[splits["split"] == "train", "group"])
     test = splits[splits["split"] == "test"]
     leaky = int(test["group"].isin(train_groups).sum())
-    return {
+    out = {
         "images": int(len(splits)),
         "excluded": int(len(audit) - len(splits)),
         "train": int((splits["split"] == "train").sum()),
@@ -138,3 +140,8 @@ def split_summary(splits: pd.DataFrame, audit: pd.DataFrame) -> dict:
         "test_images_with_duplicate_in_train": leaky,
         "test_per_class": {k: int(v) for k, v in test["label"].value_counts().sort_index().items()},
     }
+    if is_cross_validation(splits):  # every image is tested once, in its fold
+        out["cross_validation"] = True
+        out["fold_sizes"] = [int(v) for v in splits["fold"].value_counts().sort_index()]
+        out["groups_in_two_folds"] = int((splits.groupby("group")["fold"].nunique() > 1).sum())
+    return out
