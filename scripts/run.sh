@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: installs what is needed into .venv, then
-#   bash scripts/run.sh pipeline [dvc repro args]   rebuilds everything from the raw archive
+#   bash scripts/run.sh pipeline [dvc repro args]   rebuilds everything from the raw archives
+#                                                   (all pipelines: BUSI and mini-MIAS)
 #   bash scripts/run.sh test [pytest args]          runs the test suite
 #   bash scripts/run.sh gate                        CI regression gate: stale-lock check,
 #                                                   dvc repro, fresh vs committed metrics
@@ -30,7 +31,8 @@ case "$cmd" in
   pipeline)
     bootstrap
     export PATH="$PWD/$VENV/bin:$PATH"
-    dvc repro "$@"
+    # No arguments: every pipeline (BUSI in dvc.yaml, then pipelines/*/dvc.yaml, e.g. mini-MIAS).
+    if [[ $# -eq 0 ]]; then dvc repro --all-pipelines; else dvc repro "$@"; fi
     dvc metrics show
     ;;
   test)
@@ -42,7 +44,7 @@ case "$cmd" in
     bootstrap
     export PATH="$PWD/$VENV/bin:$PATH"
     python -m busdx.gate lock          # fail fast: code or params changed without a re-run
-    dvc repro
+    dvc repro --all-pipelines          # BUSI and pipelines/*/dvc.yaml (mini-MIAS)
     # On a branch, also compare with main's committed metrics (a regression stays one even
     # when the branch committed its lower numbers honestly).
     base=${BUSDX_BASELINE:-}

@@ -170,3 +170,20 @@ def test_cross_validation_fold_k_comes_from_its_own_model(project, monkeypatch):
         p = predict([model], "cls", images[pos.get_indexer(ids)], meta["mean"], meta["std"],
                     device="cpu")["class_prob"]
         assert np.allclose(p, df.loc[ids, ["p_normal", "p_benign", "p_malignant"]], atol=1e-5)
+
+
+def test_segmenter_trained_on_lesion_images_only(project):
+    """train_on: lesion drops the normal (empty-mask) images from training and validation."""
+    params(project, train_seg={"name": "unet", **COMMON, **SEG, "train_on": "lesion"})
+    stage("train_seg").main([])
+    check_outputs("unet", "seg")  # test predictions still cover every test image
+    m = json.loads(open("metrics/unet_train.json").read())
+    s = pd.read_csv("data/splits.csv")
+    with np.load("data/processed/fov_32.npz") as z:
+        lesion = dict(zip(z["ids"].astype(str), z["masks"].reshape(len(z["ids"]), -1).any(1)))
+    n_lesion = sum(lesion[i] for i in s["id"].astype(str))
+    assert m["train_on"] == f"lesion images only ({n_lesion} of {len(s)})"
+    assert 0 < n_lesion < len(s)
+    with pytest.raises(Exception, match="train_on"):
+        params(project, train_multitask={"name": "mt", **COMMON, **SEG, "train_on": "lesion"})
+        stage("train_multitask").main([])

@@ -85,6 +85,10 @@ class TrainSegConfig(DeepTrainConfig):
     threshold: float = Field(0.5, gt=0, lt=1)  # lesion where probability >= threshold
     dice_weight: float = Field(1.0, ge=0)
     bce_weight: float = Field(1.0, ge=0)
+    # all: every train image; lesion: only images with a lesion mask (training and early
+    # stopping), for sets where normals dominate and the net learns to predict nothing
+    # (mini-MIAS: 207 of 322). Test predictions still cover every image.
+    train_on: Literal["all", "lesion"] = "all"
 
 
 class TrainClsConfig(DeepTrainConfig):
@@ -111,6 +115,7 @@ class TrainClsConfig(DeepTrainConfig):
 
 class TrainMultitaskConfig(TrainSegConfig):
     name: str = "multitask"
+    train_on: Literal["all"] = "all"  # the class head needs the normal images
     drop_rate: float = Field(0.2, ge=0, lt=1)
     cls_weight: float = Field(0.5, ge=0)  # loss = seg loss + cls_weight x cross-entropy
     label_smoothing: float = Field(0.0, ge=0, lt=1)

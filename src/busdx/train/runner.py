@@ -196,6 +196,9 @@ def run(task: str, cfg, paths: Paths | None = None, log=print, split: str = "gro
     data = load_rows(read_npz(paths.processed / f"{kind}_{s.size}.npz"), splits,
                      f"{kind}_{s.size}.npz")
     cross_val = is_cross_validation(splits)
+    # train_on: lesion (segmenters): train and early-stop on lesion images only
+    use = (data.masks.flatten(1).any(1).numpy() if getattr(cfg, "train_on", "all") == "lesion"
+           else np.ones(len(splits), bool))
     parts = list(outer_folds(splits)) if cross_val else [(None, splits)]
 
     opts_common = dict(
@@ -224,8 +227,8 @@ def run(task: str, cfg, paths: Paths | None = None, log=print, split: str = "gro
             f"device {device}, validation folds {val_folds}")
         states = []
         for k in val_folds:
-            tr = np.flatnonzero(~is_test & (fold != k))
-            va = np.flatnonzero(~is_test & (fold == k))
+            tr = np.flatnonzero(~is_test & (fold != k) & use)
+            va = np.flatnonzero(~is_test & (fold == k) & use)
             seed_everything(cfg.seed + k)
             model = build(spec)
             freeze_stages(model, task, cfg.freeze_stages)
@@ -309,6 +312,8 @@ def run(task: str, cfg, paths: Paths | None = None, log=print, split: str = "gro
                              "multitask": "mean(dice, macro_auc)"}[task],
         "folds": fold_info,
     }
+    if not use.all():
+        metrics["train_on"] = f"lesion images only ({int(use.sum())} of {len(use)})"
     if cross_val:
         metrics["cross_validation"] = {"outer_folds": [k for k, _ in parts],
                                        "note": "n_test: every image, predicted out of fold"}
