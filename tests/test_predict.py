@@ -171,6 +171,9 @@ def test_wrong_or_missing_models_fail_clearly(models_dir):
         P.Predictor.load("effnet", "effnet", models_dir, "cpu", params=None)
     with pytest.raises(ValueError, match="unknown CAM method"):
         P.Predictor.load("effnet", None, models_dir, "cpu", params=None, cam_method="magic")
+    mammo = REPO / "pipelines" / "mias" / "params.yaml"  # crop.method breast
+    with pytest.raises(P.ModelError, match="ultrasound scans"):
+        P.Predictor.load("effnet", None, models_dir, "cpu", params=mammo)
     junk = models_dir / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(P.ModelError, match="not a usable busdx checkpoint"):

@@ -376,6 +376,10 @@ class Predictor:
             if name is not None:
                 require_model(name, models_dir)
         crop_cfg = crop_config(params)
+        if getattr(crop_cfg, "method", "fov") != "fov":
+            raise ModelError(f"{params}: crop.method {crop_cfg.method!r}: busdx predict and the "
+                             "app take ultrasound scans (crop.method fov) only; mammography "
+                             "models (pipelines/mias) are research outputs of that pipeline")
         from busdx.explain.cam import check_method
 
         check_method(cam_method)  # ValueError naming the valid methods
