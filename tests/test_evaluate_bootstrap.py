@@ -77,3 +77,38 @@ def test_bootstrap_is_fast():
     t0 = time.perf_counter()
     bs.classification_ci(y, proba, 1000, seed=0)
     assert time.perf_counter() - t0 < 5.0
+
+
+def test_cluster_bootstrap_draws_whole_groups():
+    from busdx.evaluate.bootstrap import resample_group_counts
+    groups = np.array(["p1", "p1", "p2", "p3", "p3", "p3"])
+    W = resample_group_counts(groups, 200, 0)
+    assert W.shape == (200, 6)
+    assert (W[:, 0] == W[:, 1]).all() and (W[:, 3] == W[:, 4]).all() and (W[:, 4] == W[:, 5]).all()
+    # 3 groups drawn per resample: the counts of the group representatives sum to 3
+    assert (W[:, [0, 2, 3]].sum(axis=1) == 3).all()
+
+
+def test_cluster_bootstrap_of_duplicated_items_equals_plain_bootstrap_of_originals():
+    """Each image twice, the copies one group: the same CIs as the originals resampled alone
+    (group labels sort like the items, so group k is drawn exactly when item k would be)."""
+    from busdx.evaluate.bootstrap import classification_ci, mean_ci
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 60)
+    proba = rng.dirichlet([1, 1, 1], 60)
+    pairs = np.repeat([f"{i:03d}" for i in range(60)], 2)
+    plain = classification_ci(y, proba, 300, 5)
+    twice = classification_ci(np.repeat(y, 2), np.repeat(proba, 2, axis=0), 300, 5,
+                              groups=pairs)
+    for k in plain:
+        assert twice[k]["lo"] == pytest.approx(plain[k]["lo"]) and \
+            twice[k]["hi"] == pytest.approx(plain[k]["hi"]), k
+    v = rng.random(60)
+    assert mean_ci(np.repeat(v, 2), 300, 5, groups=pairs) == \
+        pytest.approx(mean_ci(v, 300, 5))
+    # treating the copies as independent images instead gives too narrow an interval
+    naive = classification_ci(np.repeat(y, 2), np.repeat(proba, 2, axis=0), 300, 5)
+    width = lambda c: c["accuracy"]["hi"] - c["accuracy"]["lo"]  # noqa: E731
+    assert width(naive) < width(twice)
+    with pytest.raises(ValueError, match="labels for"):
+        mean_ci(v, 10, 0, groups=np.arange(5))

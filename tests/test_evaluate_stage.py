@@ -189,9 +189,12 @@ def test_binary_views_and_lesion_subsets(tmp_path, monkeypatch):
                             "lesion_subsets": {"masses": "subset.csv:mass"}})
     monkeypatch.chdir(tmp_path)
     ids = [f"img_{i:02d}" for i in range(30)]
-    pd.DataFrame({"id": ids, "mass": [i % 2 == 0 for i in range(30)]}).to_csv("subset.csv",
-                                                                               index=False)
+    pd.DataFrame({"id": ids, "mass": [i % 2 == 0 for i in range(30)],
+                  "patient": [f"p{i // 2}" for i in range(30)]}).to_csv("subset.csv",
+                                                                        index=False)
     load_stage().main()
+    plain = json.loads((tmp_path / "metrics/lr_hand.json").read_text())["ci"]
+    assert "groups" not in plain
     lr = json.loads((tmp_path / "metrics/lr_hand.json").read_text())
     pred = pd.read_csv("data/predictions/lr_hand.csv")
     y = pred["y_true"].map(CLS.index).to_numpy()
@@ -213,3 +216,13 @@ def test_binary_views_and_lesion_subsets(tmp_path, monkeypatch):
     head = json.loads((tmp_path / "metrics/headline.json").read_text())
     assert head["classical.abnormal_vs_normal.auc"] == ab["auc"]
     assert head["seg.dice_masses"] == seg["lesion_subsets"]["masses"]["dice"]
+    # cluster bootstrap by patient: recorded, point estimates unchanged, CIs resampled anew
+    p = yaml.safe_load(open("params.yaml"))
+    p["evaluate"]["bootstrap_groups"] = "subset.csv:patient"
+    open("params.yaml", "w").write(yaml.safe_dump(p))
+    load_stage().main()
+    grouped = json.loads((tmp_path / "metrics/lr_hand.json").read_text())
+    assert grouped["ci"]["groups"] == "subset.csv:patient"
+    assert grouped["classification"] == lr["classification"]
+    assert grouped["ci"]["accuracy"] != plain["accuracy"]
+    assert "ci" in json.loads((tmp_path / "metrics/unet.json").read_text())["lesion_subsets"]["masses"]

@@ -33,6 +33,9 @@ class EvaluateConfig(Section):
     # Dice on lesion subsets: name → "<csv>:<column>" (ids whose column is true), e.g.
     # masses: data/raw/manifest.csv:mass → metrics "lesion_subsets", headline <key>.dice_<name>.
     lesion_subsets: dict[str, str] = {}
+    # Cluster bootstrap: "<csv>:<column>" naming each id's group (e.g. the patient, whose
+    # films are correlated); CIs then resample whole groups. null: images independently.
+    bootstrap_groups: str | None = None
 
     @field_validator("models")
     @classmethod

@@ -27,6 +27,21 @@ def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
 
 
+def resample_group_counts(groups, n_boot: int, seed: int) -> np.ndarray:
+    """Cluster bootstrap: ``(n_boot, n)`` counts where whole groups (e.g. a patient's two
+    films) are drawn with replacement and each item counts as often as its group was drawn."""
+    _, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    return resample_counts(int(inverse.max()) + 1 if len(inverse) else 0, n_boot, seed)[:, inverse]
+
+
+def _counts(n: int, n_boot: int, seed: int, groups=None) -> np.ndarray:
+    if groups is None:
+        return resample_counts(n, n_boot, seed)
+    if len(groups) != n:
+        raise ValueError(f"bootstrap groups: {len(groups)} labels for {n} items")
+    return resample_group_counts(groups, n_boot, seed)
+
+
 def percentile_ci(values: np.ndarray, level: float = 0.95) -> dict:
     """``{"lo", "hi", "n_valid"}`` from the finite values (``lo``/``hi`` None if none)."""
     v = np.asarray(values, dtype=np.float64)
@@ -94,12 +109,13 @@ def weighted_binary_auc(W: np.ndarray, y: np.ndarray, score: np.ndarray) -> np.n
 
 
 def classification_ci(y: np.ndarray, proba: np.ndarray, n_boot: int, seed: int,
-                      level: float = 0.95) -> dict:
+                      level: float = 0.95, groups=None) -> dict:
     """CIs of accuracy, balanced accuracy, macro-F1 (argmax predictions) and the AUC of the
-    last class vs rest (malignant), resampling the rows of ``y``/``proba`` together."""
+    last class vs rest (malignant), resampling the rows of ``y``/``proba`` together (whole
+    ``groups`` at a time when given)."""
     y = np.asarray(y)
     k = proba.shape[1]
-    W = resample_counts(len(y), n_boot, seed)
+    W = _counts(len(y), n_boot, seed, groups)
     cm = weighted_confusion(W, y, proba.argmax(axis=1), k)
     return {
         "accuracy": percentile_ci(accuracy_from_confusion(cm), level),
@@ -109,8 +125,10 @@ def classification_ci(y: np.ndarray, proba: np.ndarray, n_boot: int, seed: int,
     }
 
 
-def mean_ci(values: np.ndarray, n_boot: int, seed: int, level: float = 0.95) -> dict:
-    """CI of the mean of per-item values (e.g. per-image Dice)."""
+def mean_ci(values: np.ndarray, n_boot: int, seed: int, level: float = 0.95,
+            groups=None) -> dict:
+    """CI of the mean of per-item values (e.g. per-image Dice); whole ``groups`` resampled
+    when given."""
     values = np.asarray(values, dtype=np.float64)
-    W = resample_counts(len(values), n_boot, seed)
+    W = _counts(len(values), n_boot, seed, groups)
     return percentile_ci(weighted_mean(W, values), level)

@@ -193,8 +193,9 @@ def classification_metrics(p: Predictions, specificity: float = 0.9, n_bins: int
 BINARY_VIEWS = ("abnormal_vs_normal", "malignant_vs_benign")
 
 
-def binary_views(p: Predictions) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Two-class readings of three-class predictions: view → (y 0/1, proba (N, 2)).
+def binary_views(p: Predictions) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Two-class readings of three-class predictions: view → (y 0/1, proba (N, 2), rows of
+    ``p`` used).
 
     - abnormal_vs_normal: every image; abnormal = benign or malignant, p = p_benign + p_malignant.
     - malignant_vs_benign: abnormal images only; p = p_malignant / (p_benign + p_malignant).
@@ -206,11 +207,13 @@ def binary_views(p: Predictions) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise ValueError("binary views need three-class predictions")
     out = {}
     pa = p.proba[:, 1] + p.proba[:, 2]
-    out["abnormal_vs_normal"] = ((p.y > 0).astype(int), np.stack([1 - pa, pa], axis=1))
+    out["abnormal_vs_normal"] = ((p.y > 0).astype(int), np.stack([1 - pa, pa], axis=1),
+                                 np.arange(len(p.y)))
     ab = p.y > 0
     denom = np.maximum(pa[ab], 1e-12)
     pm = np.clip(p.proba[ab, 2] / denom, 0.0, 1.0)
-    out["malignant_vs_benign"] = ((p.y[ab] == 2).astype(int), np.stack([1 - pm, pm], axis=1))
+    out["malignant_vs_benign"] = ((p.y[ab] == 2).astype(int), np.stack([1 - pm, pm], axis=1),
+                                  np.flatnonzero(ab))
     return out
 
 

@@ -44,15 +44,26 @@ def inputs(model: str, predictions_dir: Path) -> tuple[Path | None, Path | None]
     return (csv if csv.exists() else None), (npz if npz.exists() else None)
 
 
+def _read_column(spec: str, what: str) -> tuple[pd.DataFrame, str]:
+    path, _, column = spec.rpartition(":")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if column not in df.columns or "id" not in df.columns:
+        raise ValueError(f"evaluate.{what}: {path} needs columns id and {column!r}; "
+                         f"it has {list(df.columns)}")
+    return df, column
+
+
+def read_groups(spec: str) -> dict[str, str]:
+    """``evaluate.bootstrap_groups``: "<csv>:<column>" → id → group (ids not listed: alone)."""
+    df, column = _read_column(spec, "bootstrap_groups")
+    return dict(zip(df["id"], df[column]))
+
+
 def subset_ids(subsets: dict[str, str]) -> dict[str, set[str]]:
     """``evaluate.lesion_subsets``: name → "<csv>:<column>" → ids whose column is true."""
     out = {}
     for name, spec in subsets.items():
-        path, _, column = spec.rpartition(":")
-        df = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
-        if column not in df.columns or "id" not in df.columns:
-            raise ValueError(f"evaluate.lesion_subsets.{name}: {path} needs columns id and "
-                             f"{column!r}; it has {list(df.columns)}")
+        df, column = _read_column(spec, f"lesion_subsets.{name}")
         flag = df[column].astype(str).str.lower().isin(["true", "1"])
         out[name] = set(df.loc[flag, "id"])
     return out
@@ -65,6 +76,12 @@ def evaluate_model(model: str, cfg, paths: Paths = Paths(), gt_cache: dict | Non
     level, n_boot, seed = cfg.ci_level, cfg.bootstrap, cfg.seed
     result: dict = {"model": model, "n": {}, "ci": {"level": level, "n_boot": n_boot,
                                                     "seed": seed}}
+    group_of = read_groups(cfg.bootstrap_groups) if cfg.bootstrap_groups else None
+    if group_of is not None:  # cluster bootstrap: whole groups (patients) resampled
+        result["ci"]["groups"] = cfg.bootstrap_groups
+
+    def groups(ids):
+        return None if group_of is None else [group_of.get(i, i) for i in map(str, ids)]
     frames, gallery = {}, None
     if csv is not None:
         p = classification.read_predictions(csv)
@@ -73,13 +90,15 @@ def evaluate_model(model: str, cfg, paths: Paths = Paths(), gt_cache: dict | Non
         result["n"]["classification"] = len(p.y)
         frames.update(classification.plot_frames(p, cfg.calibration_bins))
         if n_boot:
-            result["ci"].update(bootstrap.classification_ci(p.y, p.proba, n_boot, seed, level))
+            result["ci"].update(bootstrap.classification_ci(p.y, p.proba, n_boot, seed, level,
+                                                            groups(p.ids)))
         if cfg.binary_views and len(p.classes) == 3:
             result["binary"] = {}
-            for view, (yb, pb) in classification.binary_views(p).items():
+            for view, (yb, pb, rows) in classification.binary_views(p).items():
                 m = classification.binary_metrics(yb, pb)
                 if n_boot:
-                    ci = bootstrap.classification_ci(yb, pb, n_boot, seed, level)
+                    ci = bootstrap.classification_ci(yb, pb, n_boot, seed, level,
+                                                     groups(p.ids[rows]))
                     m["ci"] = {"accuracy": ci["accuracy"],
                                "balanced_accuracy": ci["balanced_accuracy"],
                                "auc": ci["auc_malignant"]}
@@ -99,14 +118,17 @@ def evaluate_model(model: str, cfg, paths: Paths = Paths(), gt_cache: dict | Non
         frames["dice_hist"] = plots.dice_histogram(les["dice"].to_numpy())
         if n_boot:
             for m in ("dice", "iou", "hd95"):
-                result["ci"][m] = bootstrap.mean_ci(les[m].to_numpy(), n_boot, seed, level)
+                result["ci"][m] = bootstrap.mean_ci(les[m].to_numpy(), n_boot, seed, level,
+                                                    groups(les["id"]))
         for name, ids in subset_ids(cfg.lesion_subsets).items():
-            sub = les[les["id"].astype(str).isin(ids)]["dice"].to_numpy()
+            in_sub = les["id"].astype(str).isin(ids)
+            sub = les[in_sub]["dice"].to_numpy()
             result.setdefault("lesion_subsets", {})[name] = {
                 "n": int(len(sub)),
                 "dice": float(np.mean(sub)) if len(sub) else None,
                 "dice_median": float(np.median(sub)) if len(sub) else None,
-                **({"ci": {"dice": bootstrap.mean_ci(sub, n_boot, seed, level)}}
+                **({"ci": {"dice": bootstrap.mean_ci(sub, n_boot, seed, level,
+                                                     groups(les[in_sub]["id"]))}}
                    if n_boot and len(sub) else {})}
         examples = plots.pick_examples(table)
         gallery = plots.overlay_gallery(gt.images[rows], gt.masks[rows], pred.masks, examples)
