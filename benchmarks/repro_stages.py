@@ -1,6 +1,7 @@
 """Fresh `dvc repro` wall time and peak memory per stage, and the no-op `dvc repro` time.
 
     python benchmarks/repro_stages.py [--workdir ../busdx-bench] [--stages crop split ...]
+    python benchmarks/repro_stages.py --pipeline pipelines/mias      # the mini-MIAS pipeline
     python benchmarks/repro_stages.py --timings-only    # just print data/timings/*.json
 
 Clones the committed HEAD next to this repo (so ../shared is found as in CI), shares this
@@ -39,9 +40,13 @@ def clone(workdir: Path) -> None:
     subprocess.run(["dvc", "checkout", "-q"], cwd=workdir)
 
 
-def stage_names(workdir: Path) -> list[str]:
-    out = sh(["dvc", "stage", "list", "--name-only"], workdir, capture_output=True).stdout
-    return [s for s in out.split() if s]
+def stage_names(workdir: Path, pipeline: str = "") -> list[str]:
+    """Stage targets in pipeline order: ``name`` (root) or ``<pipeline>/dvc.yaml:name``."""
+    target = [f"{pipeline}/dvc.yaml"] if pipeline else []
+    out = sh(["dvc", "stage", "list", "--name-only", *target], workdir,
+             capture_output=True).stdout
+    names = [s.split(":")[-1] for s in out.split() if s]
+    return [f"{pipeline}/dvc.yaml:{n}" if pipeline else n for n in names]
 
 
 def timed_repro(workdir: Path, stage: str) -> tuple[float, float]:
@@ -81,30 +86,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", type=Path, default=REPO.parent / "busdx-bench")
     ap.add_argument("--stages", nargs="*", help="only these (default: every stage, in order)")
+    ap.add_argument("--pipeline", default="", help="a dataset pipeline folder, e.g. "
+                    "pipelines/mias (default: the root BUSI dvc.yaml)")
     ap.add_argument("--timings-only", action="store_true",
                     help="print the deep timings recorded in this repo's data/timings")
     ap.add_argument("--out", type=Path, help="also write the figures as JSON here")
     a = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if a.timings_only:
-        print(table(deep_timings(REPO)))
+        print(table(deep_timings(REPO / a.pipeline)))
         return
     print(f"machine: {os.cpu_count()} CPUs; cloning HEAD into {a.workdir}", flush=True)
     clone(a.workdir)
     rows = []
-    for s in a.stages or stage_names(a.workdir):
+    names = stage_names(a.workdir, a.pipeline)
+    if a.stages:
+        names = [n for n in names if n.split(":")[-1] in a.stages]
+    for s in names:
         wall, mib = timed_repro(a.workdir, s)
         rows.append({"stage": s, "wall_s": round(wall, 1), "peak_rss_mib": round(mib)})
         print(f"  {s:45s} {wall:8.1f} s  {mib:7.0f} MiB", flush=True)
     t0 = time.perf_counter()
-    sh(["dvc", "repro", "-q"], a.workdir, stdout=subprocess.DEVNULL)
+    sh(["dvc", "repro", "-q", *([f"{a.pipeline}/dvc.yaml"] if a.pipeline else [])], a.workdir,
+       stdout=subprocess.DEVNULL)
     noop = time.perf_counter() - t0
     total = sum(r["wall_s"] for r in rows)
     heaviest = max(rows, key=lambda r: r["peak_rss_mib"])
     print(f"\nper stage:\n{table(rows)}\n\ntotal {total:.0f} s ({total / 60:.1f} min); "
           f"no-op dvc repro {noop:.1f} s; heaviest stage {heaviest['stage']} "
           f"{heaviest['peak_rss_mib']} MiB peak RSS")
-    deep = deep_timings(a.workdir)
+    deep = deep_timings(a.workdir / a.pipeline)
     print(f"\ndeep models (data/timings):\n{table(deep)}")
     if a.out:
         a.out.write_text(json.dumps({"stages": rows, "total_s": total, "noop_s": noop,
