@@ -237,6 +237,9 @@ def collect(cfg, models: list[str], paths: Paths = Paths()) -> dict:
                 model_metrics(v)
     return {
         "title": cfg.title,
+        "dataset_name": cfg.dataset_name,
+        "intended_use": cfg.intended_use,
+        "test_description": cfg.test_description,
         "versions": versions,
         "download": download,
         "merge_masks": read_json(metrics_dir / "merge_masks.json"),

@@ -182,10 +182,7 @@ def s_intended_use(d: dict) -> Markup:
     return section("intended-use", [
         Markup('<p class="notice">Research use only. Not a medical device: not for diagnosis, '
                "screening or any clinical decision.</p>"),
-        p("Models trained and tested on BUSI (Al-Dhabyani et al., 2020): 780 breast ultrasound "
-          "images from one hospital, one population and a few devices. Figures below are "
-          "estimates on a small held-out test part (95 % percentile-bootstrap CIs); they do not "
-          "transfer to other scanners, sites or populations without new validation."),
+        p(d.get("intended_use") or ""),
     ])
 
 
@@ -207,7 +204,7 @@ def s_versions(d: dict) -> Markup:
               f"{NOT_AVAILABLE} (no checksum in metrics/download.json or data/raw/archive.json)")
     rows = [["busdx", v["busdx"]], ["git commit", commit],
             ["params.yaml sha256", v["params_sha256"] or NOT_AVAILABLE],
-            ["data (BUSI archive)", data_s]]
+            [f"data ({d.get('dataset_name', 'BUSI archive')})", data_s]]
     rows += [[k, x or "not installed"] for k, x in v["libraries"].items()]
     return section("versions", [
         table(["what", "version"], [[a, Markup(f"<code>{esc(b)}</code>")] for a, b in rows]),
@@ -320,10 +317,11 @@ def headline_tables(flat: dict | None, chosen: dict, d: dict, what: str) -> list
 
 
 def s_headline(d: dict) -> Markup:
+    test = d.get("test_description", "duplicate-aware held-out test")
     body = [p("metrics/headline.json: one model per task, chosen by cross-validation score "
-              "(never by test metrics) or fixed in params. Test set: duplicate-aware held-out "
-              "part; 95 % bootstrap CIs below each value."),
-            Markup("<h3>Default protocol (grouped, duplicate-aware held-out test)</h3>")]
+              f"(never by test metrics) or fixed in params. Test set: {test}; 95 % bootstrap "
+              "CIs below each value."),
+            Markup(f"<h3>Default protocol (grouped, {esc(test)})</h3>")]
     chosen = d["headline_models"] or {}
     body += headline_tables(d["headline"], chosen, d, "metrics/headline.json")
     ex = {k: v for k, v in d["headline"].items() if k.startswith("explain.")}
@@ -373,7 +371,8 @@ def s_models(d: dict) -> Markup:
     peers = [m for m in d["models"] if m in peer]
     body = [p("Every evaluated model, metrics/<model>.json. Tags name the headline keys a model "
               "fills. 95 % bootstrap CIs below each value where computed.")]
-    body.append(Markup("<h3>Default protocol (grouped, duplicate-aware held-out test)</h3>"))
+    test = d.get("test_description", "duplicate-aware held-out test")
+    body.append(Markup(f"<h3>Default protocol (grouped, {esc(test)})</h3>"))
     body += model_tables(d, default, d["headline"]) if default else [na("models")]
     body.append(Markup("<h3>Peer protocol (random split ignoring duplicates: leaky)</h3>"))
     body += (model_tables(d, peers, d["headline_peer"]) if peers
@@ -399,7 +398,8 @@ def s_references(d: dict) -> Markup:
         p("Figures from the project's seed notebooks and from the literature, beside ours. "
           "They are not re-computed here; most come from random splits that put near-copies "
           "of test images in train (see Split), which inflates them. Shaded rows are not "
-          "comparable with our duplicate-aware held-out test; compare them with the peer "
+          f"comparable with our {d.get('test_description', 'duplicate-aware held-out test')}; "
+          "compare them with the peer "
           "column at most."),
         table(["source", "model", "metric", "reported", "their split", "comparable",
                "ours (grouped)", "ours (peer split)"], rows, cls),
