@@ -74,6 +74,20 @@ def _name(model: str, features: str, task: str) -> str:
     return f"{model}_{features}" + ("" if task == "multiclass" else f"_{task}")
 
 
+def _cv_summary(task, scoring, score, std, fold_scores, best_params, grid) -> dict:
+    """The metrics/<name>_cv.json body of one task (scores rounded to DECIMALS)."""
+    return {
+        "task": task,
+        "cv_metric": scoring,
+        "cv_score": round(score, DECIMALS),
+        "cv_std": round(std, DECIMALS),
+        "cv_fold_scores": [round(s, DECIMALS) for s in fold_scores],
+        "best_params": best_params,
+        "grid": [{**g, "mean": round(g["mean"], DECIMALS), "std": round(g["std"], DECIMALS)}
+                 for g in grid],
+    }
+
+
 def run(model: str, features: str, cfg) -> dict:
     check_model(model)
     if model not in cfg.models:
@@ -123,16 +137,8 @@ def run(model: str, features: str, cfg) -> dict:
             write_csv(PREDICTIONS / "oof" / f"{name}.csv",
                       prediction_frame(data.ids_train, data.labels_train, r.tune.oof_proba,
                                        task, folds=data.folds).round(DECIMALS))
-        summary[task] = {
-            "task": task,
-            "cv_metric": r.scoring,
-            "cv_score": round(r.tune.cv_score, DECIMALS),
-            "cv_std": round(r.tune.cv_std, DECIMALS),
-            "cv_fold_scores": [round(s, DECIMALS) for s in r.tune.fold_scores],
-            "best_params": r.tune.best_params,
-            "grid": [{**g, "mean": round(g["mean"], DECIMALS), "std": round(g["std"], DECIMALS)}
-                     for g in r.tune.grid],
-        }
+        summary[task] = _cv_summary(task, r.scoring, r.tune.cv_score, r.tune.cv_std,
+                                    r.tune.fold_scores, r.tune.best_params, r.tune.grid)
     common = {"model": model, "features": features, "oracle": fcfg.oracle,
               "tables": list(fcfg.tables), "pca": dict(fcfg.pca), "cv": cfg.cv,
               "n_train": int(len(data.ids_train)), "n_test": int(len(data.ids_test)),
@@ -190,17 +196,9 @@ def run_cv(model: str, features: str, cfg, table: pd.DataFrame, splits: pd.DataF
             write_csv(PREDICTIONS / "oof" / f"{name}.csv",
                       prediction_frame(r.ids, r.labels, r.proba, task, folds=r.fold)
                       .round(DECIMALS))
-        summary[task] = {
-            "task": task,
-            "cv_metric": r.scoring,
-            "cv_score": round(r.cv_score, DECIMALS),
-            "cv_std": round(r.cv_std, DECIMALS),
-            "cv_fold_scores": [round(s, DECIMALS) for s in r.cv_fold_scores],
-            "best_params": r.best_params,
-            "grid": [{**g, "mean": round(g["mean"], DECIMALS), "std": round(g["std"], DECIMALS)}
-                     for g in r.grid],
-            "outer_best_params": r.outer_best_params,
-        }
+        summary[task] = {**_cv_summary(task, r.scoring, r.cv_score, r.cv_std,
+                                       r.cv_fold_scores, r.best_params, r.grid),
+                         "outer_best_params": r.outer_best_params}
     n_all = int(len(splits))
     common = {"model": model, "features": features, "oracle": fcfg.oracle,
               "tables": list(fcfg.tables), "pca": dict(fcfg.pca), "cv": cfg.cv,
