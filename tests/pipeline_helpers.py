@@ -13,13 +13,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def copy_repo(dest: Path) -> Path:
+    """The BUSI project (tracked and untracked files, no outputs) in a new git repo; the
+    dataset pipelines (pipelines/) are left out: their data is not in this copy's cache."""
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
         cwd=REPO, check=True, capture_output=True,
     ).stdout.decode().split("\0")
     for rel in filter(None, files):
         src = REPO / rel
-        if src.is_file() and not rel.startswith(("data/", "metrics/", "plots/")):
+        if src.is_file() and not rel.startswith(("data/", "metrics/", "plots/", "pipelines/")):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     for d in ("data", "metrics", "plots"):
