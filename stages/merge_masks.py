@@ -19,6 +19,12 @@ METRICS = Path("metrics/merge_masks.json")
 TIMINGS = Path("data/timings/merge_masks.json")
 
 
+def mask_optional(row) -> bool:
+    """A manifest row may list no mask when its merged mask is empty by definition: a normal
+    image, or a lesion the dataset gives no location for (mini-MIAS ``roi_known`` False)."""
+    return row.label == "normal" or str(getattr(row, "roi_known", True)).lower() == "false"
+
+
 def run(cfg, raw: Path = RAW, masks_dir: Path = MASKS, metrics: Path = METRICS,
         progress: bool = True) -> dict:
     t0 = time.perf_counter()
@@ -35,9 +41,7 @@ def run(cfg, raw: Path = RAW, masks_dir: Path = MASKS, metrics: Path = METRICS,
                 raise ValueError(f"{raw / row.image}: image is {size[0]}x{size[1]} but the "
                                  f"manifest says {row.width}x{row.height}")
             paths = [raw / p for p in row.masks.split(";") if p]
-            # mini-MIAS (manifest column roi_known) lists no mask for normal films and for
-            # abnormalities without coordinates: their merged mask is empty.
-            if not paths and "roi_known" not in manifest.columns:
+            if not paths and not mask_optional(row):
                 raise ValueError(f"{row.id}: no mask listed in {raw / 'manifest.csv'}")
             merged = merge_masks(paths, size, cfg.threshold, force_empty=row.label == "normal")
             n_read += merged.n_masks

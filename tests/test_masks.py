@@ -146,3 +146,26 @@ def test_stage_size_mismatch_fails_without_output(tmp_path):
         stage.run(MergeMasksConfig(), raw=raw, masks_dir=out, metrics=tmp_path / "m.json",
                   progress=False)
     assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_stage_mask_list_required_unless_empty_by_definition(tmp_path):
+    """No listed mask: fine for a normal image or a lesion without a known location
+    (mini-MIAS roi_known False), an error naming the image otherwise."""
+    stage = load_stage("merge_masks")
+    raw = tmp_path / "raw"
+    make_raw(raw)
+    m = pd.read_csv(raw / "manifest.csv", keep_default_na=False)
+    m.loc[m["id"] == "normal_001", "masks"] = ""
+    m["roi_known"] = m["id"] != "malignant_001"
+    m.loc[m["id"] == "malignant_001", "masks"] = ""
+    m.to_csv(raw / "manifest.csv", index=False)
+    with pytest.warns(UserWarning):
+        r = stage.run(MergeMasksConfig(), raw=raw, masks_dir=tmp_path / "a",
+                      metrics=tmp_path / "a.json", progress=False)
+    assert r["lesion_images_with_empty_mask"] == 1
+    m["roi_known"] = True  # now the malignant image claims a location but lists no mask
+    m.to_csv(raw / "manifest.csv", index=False)
+    with pytest.raises(ValueError, match="malignant_001: no mask listed"):
+        stage.run(MergeMasksConfig(), raw=raw, masks_dir=tmp_path / "b",
+                  metrics=tmp_path / "b.json", progress=False)
+    assert not (tmp_path / "b").exists()

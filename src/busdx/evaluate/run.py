@@ -71,12 +71,20 @@ def subset_ids(subsets: dict[str, str]) -> dict[str, set[str]]:
 
 def evaluate_model(model: str, cfg, paths: Paths = Paths(), gt_cache: dict | None = None
                    ) -> dict:
-    """Metrics of one model; writes metrics/<model>.json and plots/<model>/."""
+    """Metrics of one model; writes metrics/<model>.json and plots/<model>/.
+
+    ``gt_cache`` (shared across models) keeps the ground truth per size and the
+    ``lesion_subsets``/``bootstrap_groups`` tables, each read once.
+    """
     csv, npz = inputs(model, paths.predictions)
     level, n_boot, seed = cfg.ci_level, cfg.bootstrap, cfg.seed
     result: dict = {"model": model, "n": {}, "ci": {"level": level, "n_boot": n_boot,
                                                     "seed": seed}}
-    group_of = read_groups(cfg.bootstrap_groups) if cfg.bootstrap_groups else None
+    cache = gt_cache if gt_cache is not None else {}
+    if "groups" not in cache:
+        cache["groups"] = read_groups(cfg.bootstrap_groups) if cfg.bootstrap_groups else None
+        cache["subsets"] = subset_ids(cfg.lesion_subsets)
+    group_of = cache["groups"]
     if group_of is not None:  # cluster bootstrap: whole groups (patients) resampled
         result["ci"]["groups"] = cfg.bootstrap_groups
 
@@ -105,7 +113,6 @@ def evaluate_model(model: str, cfg, paths: Paths = Paths(), gt_cache: dict | Non
                 result["binary"][view] = m
     if npz is not None:
         pred = segmentation.read_mask_predictions(npz, cfg.mask_threshold)
-        cache = gt_cache if gt_cache is not None else {}
         if pred.size not in cache:
             cache[pred.size] = segmentation.read_ground_truth(paths.processed, pred.size)
         gt = cache[pred.size]
@@ -120,7 +127,7 @@ def evaluate_model(model: str, cfg, paths: Paths = Paths(), gt_cache: dict | Non
             for m in ("dice", "iou", "hd95"):
                 result["ci"][m] = bootstrap.mean_ci(les[m].to_numpy(), n_boot, seed, level,
                                                     groups(les["id"]))
-        for name, ids in subset_ids(cfg.lesion_subsets).items():
+        for name, ids in cache["subsets"].items():
             in_sub = les["id"].astype(str).isin(ids)
             sub = les[in_sub]["dice"].to_numpy()
             result.setdefault("lesion_subsets", {})[name] = {
