@@ -3,6 +3,8 @@ match the committed ones within per-metric tolerances (ci/gate.yaml).
 
     python -m busdx.gate lock                      # stale-lock check (before `dvc repro`)
     python -m busdx.gate metrics [--baseline REF]  # after `dvc repro`: fresh vs committed
+    python -m busdx.gate run                       # the incremental gate (busdx.ci)
+    python -m busdx.gate record                    # after a passing `gate --fresh`
 
 ``lock``: a stage is stale when `dvc status` reports one of its git-tracked deps (code,
 params.yaml) as changed, or a changed command: someone edited code or params without
@@ -140,6 +142,29 @@ def committed_metrics(files: list[str], rev: str) -> dict:
     return out
 
 
+def check_lock() -> int:
+    stale = stale_stages(json.loads(_run(["dvc", "status", "--json"]) or "{}"), tracked_files())
+    for stage, reasons in stale.items():
+        print(f"STALE {stage}: {', '.join(reasons[:6])}" + (" ..." if len(reasons) > 6 else ""))
+    print(f"gate lock: {len(stale)} stale stages" if stale else "gate lock: dvc.lock is current")
+    return 1 if stale else 0
+
+
+def check_metrics(rules: list[Rule], baseline: str | None) -> tuple[list[str], dict, dict]:
+    """Print the metrics diffs; return (failures, fresh, committed) for the rule files."""
+    files = sorted({r.file for r in rules})
+    # The rule files in full, then whatever else changed.
+    print(_run(["dvc", "metrics", "diff", "HEAD", "--md", "--all", "--targets", *files]))
+    print(_run(["dvc", "metrics", "diff", "HEAD", "--md"]) or "no other metric changed")
+    fresh, committed = workspace_metrics(files), committed_metrics(files, "HEAD")
+    failures = check(rules, fresh, committed,
+                     committed_metrics(files, baseline) if baseline else None)
+    for f in failures:
+        print(f"FAIL {f}")
+    print(f"gate metrics: {len(rules)} rules, {len(failures)} failures")
+    return failures, fresh, committed
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m busdx.gate", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -148,25 +173,25 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--rules", type=Path, default=RULES)
     m.add_argument("--baseline", default=None,
                    help="also compare with this git ref's committed metrics (e.g. main)")
+    g = sub.add_parser("run", help="the incremental gate: re-execute the stages whose lock "
+                       "entry changed, check metrics, write the report, push and record")
+    g.add_argument("--rules", type=Path, default=RULES)
+    g.add_argument("--report", type=Path, default=Path("build/gate/report.md"))
+    g.add_argument("--budget-min", type=float, default=None,
+                   help="re-execution budget in minutes (default: ci/gate_budget.yaml)")
+    r = sub.add_parser("record", help="after a passing full rebuild (gate --fresh): push "
+                       "outputs and run-cache, record every pipeline as passed here")
+    r.add_argument("--rules", type=Path, default=RULES)
     a = ap.parse_args(argv)
     if a.cmd == "lock":
-        stale = stale_stages(json.loads(_run(["dvc", "status", "--json"]) or "{}"),
-                             tracked_files())
-        for stage, reasons in stale.items():
-            print(f"STALE {stage}: {', '.join(reasons[:6])}" + (" ..." if len(reasons) > 6 else ""))
-        print(f"gate lock: {len(stale)} stale stages" if stale else "gate lock: dvc.lock is current")
-        return 1 if stale else 0
-    rules = load_rules(a.rules)
-    files = sorted({r.file for r in rules})
-    # The rule files in full, then whatever else changed.
-    print(_run(["dvc", "metrics", "diff", "HEAD", "--md", "--all", "--targets", *files]))
-    print(_run(["dvc", "metrics", "diff", "HEAD", "--md"]) or "no other metric changed")
-    failures = check(rules, workspace_metrics(files), committed_metrics(files, "HEAD"),
-                     committed_metrics(files, a.baseline) if a.baseline else None)
-    for f in failures:
-        print(f"FAIL {f}")
-    print(f"gate metrics: {len(rules)} rules, {len(failures)} failures")
-    return 1 if failures else 0
+        return check_lock()
+    if a.cmd == "metrics":
+        failures, _, _ = check_metrics(load_rules(a.rules), a.baseline)
+        return 1 if failures else 0
+    from busdx.ci import gate_run
+    if a.cmd == "run":
+        return gate_run.main(a.rules, a.report, a.budget_min)
+    return gate_run.record_fresh(a.rules)
 
 
 if __name__ == "__main__":

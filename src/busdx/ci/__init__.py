@@ -1,0 +1,1 @@
+"""Continuous integration: the incremental regression gate, its record and its report."""
