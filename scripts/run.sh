@@ -40,7 +40,14 @@ storage() {
   [[ $remote == *://* ]] || mkdir -p "$remote"
   mkdir -p "$cache"
   dvc cache dir --local "$cache"
-  dvc remote add --local --default --force default "$remote"
+  # Update the URL only, so options set with `dvc remote modify --local default ...`
+  # (keyfile, credentials) survive.
+  if dvc remote list --local | grep -q '^default[[:space:]]'; then
+    dvc remote modify --local default url "$remote"
+  else
+    dvc remote add --local default "$remote"
+  fi
+  dvc remote default --local default
 }
 
 cmd=${1:-}

@@ -68,7 +68,7 @@ def main(rules_path: Path, report_path: Path, budget_min: float | None, log=prin
         passed=passed, commit=commit, plans=plans, rules=rules,
         old=_old_metrics(files, ref, plans, project), new=fresh, failures=failures,
         params=params, gate_seconds=spent, plot_files=plot_files, out=report_path, extra=note)
-    log(text)
+    log("\n".join(text.splitlines()[:2]))  # the verdict; .ci/run prints the whole report
     if passed:
         push(log)
         incremental.record(plans, fresh)

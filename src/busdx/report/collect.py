@@ -2,7 +2,8 @@
 
 Only ``metrics/headline.json`` is required; every other input may be absent (the report then
 says "not available"), so the report works on a partly run pipeline. A file that exists but is
-not valid JSON/CSV is an error naming the file: corrupt is not the same as absent.
+not valid JSON/YAML is an error naming the file: corrupt is not the same as absent. The charts'
+data (plots/<model>/*.csv) are read by DVC from dvc.yaml's ``plots:`` (busdx.report.figures).
 """
 from __future__ import annotations
 
@@ -15,20 +16,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+import yaml
 
 import busdx
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # a model name read from a file: no paths
-CURVES = ("roc", "pr", "calibration", "confusion")
-# Columns each plot CSV must have (busdx.evaluate.plots writes them).
-CSV_COLUMNS = {
-    "roc": ("fpr", "tpr"),
-    "pr": ("recall", "precision"),
-    "calibration": ("mean_predicted", "fraction_positive"),
-    "confusion": ("actual", "predicted"),
-    "dice_hist": ("bin", "count"),
-}
 
 
 class ReportInputError(ValueError):
@@ -44,6 +36,8 @@ class Paths:
     timings: Path = Path("data/timings")
     # download writes the archive's sha256 here (a file inside the data/raw output)
     archive_info: Path = Path("data/raw/archive.json")
+    # its top-level `plots:` are the report's charts (busdx.report.figures.dvc_plots)
+    dvcfile: Path = Path("dvc.yaml")
 
 
 def read_json(path: Path, required: bool = False) -> dict | None:
@@ -64,20 +58,28 @@ def read_json(path: Path, required: bool = False) -> dict | None:
     return data
 
 
-def read_csv(path: Path, kind: str) -> pd.DataFrame | None:
-    """A plot CSV with the columns of ``kind``; None when absent."""
-    path = Path(path)
-    if not path.exists():
-        return None
+def plotted_models(dvcfile: Path) -> set[str] | None:
+    """Models whose files (``plots/<model>/...``) dvc.yaml's ``plots:`` draw; None without a
+    dvc.yaml."""
+    dvcfile = Path(dvcfile)
     try:
-        df = pd.read_csv(path, keep_default_na=False, dtype={"id": str, "actual": str,
-                                                              "predicted": str, "bin": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ReportInputError(f"{path}: not a readable CSV ({e})") from None
-    missing = [c for c in CSV_COLUMNS[kind] if c not in df.columns]
-    if missing:
-        raise ReportInputError(f"{path}: columns {missing} missing (has {list(df.columns)})")
-    return df
+        doc = yaml.safe_load(dvcfile.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        return None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ReportInputError(f"{dvcfile}: not valid YAML ({e})") from None
+    files: list[str] = []
+    for item in (doc.get("plots") if isinstance(doc, dict) else None) or []:
+        if not item:
+            continue
+        plot_id, props = next(iter(item.items())) if isinstance(item, dict) else (item, None)
+        props = props if isinstance(props, dict) else {}
+        if not isinstance(props.get("y"), dict):
+            files.append(str(plot_id))  # as in DVC: without a {file: field} y, the id is the file
+        for axis in (props.get("x"), props.get("y")):
+            files += [str(f) for f in axis] if isinstance(axis, dict) else []
+    parts = [Path(f).parts for f in files]
+    return {p[1] for p in parts if len(p) > 2 and p[0] == "plots"}
 
 
 def natural_sorted(paths) -> list[Path]:
@@ -201,20 +203,17 @@ def collect(cfg, models: list[str], paths: Paths = Paths()) -> dict:
         m = headline.get(f"{key}.model")
         return m if isinstance(m, str) and _NAME.match(m) else None
 
-    curves = {}
+    curves = {}  # headline models whose curves the report should show: {model: key}
     for key in cfg.curve_keys:
         m = headline_model(key)
         if m and m not in curves:
-            curves[m] = {"key": key, **{c: read_csv(plots_dir / m / f"{c}.csv", c) for c in CURVES},
-                         "labels": dig(model_metrics(m), ["classification", "labels"])}
+            curves[m] = key
     seg = {}
     for key in cfg.seg_keys:
         m = headline_model(key)
         if m and m not in seg:
             png = plots_dir / m / "overlays.png"
-            seg[m] = {"key": key,
-                      "dice_hist": read_csv(plots_dir / m / "dice_hist.csv", "dice_hist"),
-                      "overlays": png if png.exists() else None}
+            seg[m] = {"key": key, "overlays": png if png.exists() else None}
 
     references = []
     for r in cfg.references:
@@ -253,6 +252,8 @@ def collect(cfg, models: list[str], paths: Paths = Paths()) -> dict:
         "all_metrics": dict(sorted(cache.items())),
         "peer_models": sorted(peer_models & set(models)),
         "curves": curves,
+        "dvcfile": paths.dvcfile,
+        "plotted_models": plotted_models(paths.dvcfile),
         "seg": seg,
         "references": references,
         "explain": read_json(metrics_dir / "explain.json"),

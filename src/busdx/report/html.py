@@ -1,4 +1,5 @@
-"""The model card as one HTML string: inline CSS, images as data URIs, nothing external.
+"""The model card as one HTML string: inline CSS, images (PNG, and DVC's plots as SVG) as data
+URIs, nothing external.
 
 A Content-Security-Policy allows only inline styles and data: images, so a browser refuses
 (and reports) any external resource. Every string that comes from a file goes through
@@ -74,6 +75,8 @@ img{max-width:100%;height:auto}figure{margin:8px 0 16px}figcaption{font-size:12p
 .sheets{display:flex;gap:10px;overflow-x:auto;max-height:820px;overflow-y:auto;
 border:1px solid #d5dbe1;padding:6px}.sheets figure{margin:0;flex:none}
 .sheets img{max-width:none}code{font-size:12px;word-break:break-all}
+.charts{display:flex;flex-wrap:wrap;gap:8px 28px;align-items:flex-start}
+.charts figure{margin:0}
 """
 
 # Nothing but inline styles and data: images: a browser blocks (and reports) anything else.
@@ -406,20 +409,52 @@ def s_references(d: dict) -> Markup:
     ])
 
 
+def _is_dice(name: str) -> bool:
+    return "dice" in name.lower()
+
+
+def plot_figures(figs: dict, pick) -> Markup | None:
+    """The DVC plots (SVG) whose name passes ``pick``, side by side; None when there are none."""
+    items = [(n, uri, size) for n, uri, size in figs.get("dvc_plots") or [] if pick(n)]
+    if not items:
+        return None
+    return Markup('<div class="charts">' + join(
+        figure(uri, f"dvc plot {n}", w or None) for n, uri, (w, _) in items) + "</div>")
+
+
+def _missing_plots(figs: dict, pick) -> list:
+    return [na(f"plot {m}") for m in figs.get("dvc_plots_missing", [])
+            if pick(m.partition(":")[0])]
+
+
 def s_curves(d: dict, figs: dict) -> Markup:
-    names = ", ".join(f"{v['key']}: {m}" for m, v in d["curves"].items()) or "none"
-    body = [p(f"Malignant vs rest on the test images, headline models ({names}); from "
-              "plots/<model>/{roc,pr,calibration,confusion}.csv.")]
-    body.append(figure(figs["curves"], "ROC, precision-recall and calibration")
-                if figs.get("curves") else na("ROC / PR / calibration data"))
-    body.append(figure(figs["confusion"], "Confusion matrices (test)")
-                if figs.get("confusion") else na("confusion data"))
+    dvcfile = d.get("dvcfile", "dvc.yaml")
+    chosen = ", ".join(f"{k}: {m}" for m, k in d["curves"].items()) or "none"
+    body = [p(f"The pipeline's DVC plots ({dvcfile}, plots:), drawn from the workspace's "
+              "plots/<model>/*.csv exactly as `dvc plots show` draws them, rendered offline to "
+              f"SVG (vl-convert; each chart's title and legend say what it shows). Headline "
+              f"models: {chosen}.")]
+    plotted = d.get("plotted_models")
+    unplotted = [f"{m} ({k})" for m, k in d["curves"].items()
+                 if plotted is not None and m not in plotted]
+    if unplotted:
+        body.append(p(f"Not in {dvcfile}'s plots (so not charted): " + ", ".join(unplotted)
+                      + ". Add its plots/<model>/ files to the plot definitions.", "na"))
+    if figs.get("dvc_plots") is None:
+        return section("curves", body + [na(f"DVC plots ({dvcfile} not found)")])
+    curves = plot_figures(figs, lambda n: not _is_dice(n) and "confusion" not in n.lower())
+    confusion = plot_figures(figs, lambda n: "confusion" in n.lower())
+    body.append(curves or na(f"ROC / PR / calibration plots in {dvcfile}"))
+    body.append(Markup("<h3>Confusion matrices</h3>"))
+    body.append(confusion or na(f"confusion plots in {dvcfile}"))
+    body += _missing_plots(figs, lambda n: not _is_dice(n))
     return section("curves", body)
 
 
 def s_segmentation(d: dict, figs: dict) -> Markup:
-    body = [figure(figs["dice"], "Per-image Dice of the lesion test images "
-                   "(plots/<model>/dice_hist.csv)") if figs.get("dice") else na("Dice histograms")]
+    dice = plot_figures(figs, _is_dice)
+    body = [dice or na(f"Dice histograms (plots named *dice* in {d.get('dvcfile', 'dvc.yaml')})")]
+    body += _missing_plots(figs, _is_dice)
     body.append(Markup("<h3>Overlays: best, median and worst Dice</h3>"))
     body.append(p("Ground-truth outline green, prediction red, both yellow.", "muted"))
     for m, v in d["seg"].items():

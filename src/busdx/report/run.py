@@ -1,7 +1,8 @@
 """Build the report: collect inputs, draw figures, render, write atomically.
 
 Same inputs (files, versions, git state) → byte-identical HTML: no timestamps, sorted keys,
-deterministic PNGs (busdx.report.figures).
+PNGs as stored or deterministically downscaled, DVC's plots drawn by vl-convert
+(busdx.report.figures).
 """
 from __future__ import annotations
 
@@ -18,14 +19,11 @@ def build_figures(d: dict, max_width: int) -> dict:
         png, size = figures.image_png(path, max_width)
         return figures.data_uri(png), size
 
-    def uri(png: bytes | None):
-        return figures.data_uri(png) if png else None
-
+    plots = figures.dvc_plots(d["dvcfile"])
     return {
         "audit_sheets": [(p.name, *embed(p)) for p in d["audit_sheets"]],
-        "curves": uri(figures.curves(d["curves"])),
-        "confusion": uri(figures.confusions(d["curves"])),
-        "dice": uri(figures.dice_histograms(d["seg"])),
+        "dvc_plots": plots[0] if plots else None,  # None: no dvc.yaml
+        "dvc_plots_missing": plots[1] if plots else [],
         "overlays": {m: embed(v["overlays"]) for m, v in d["seg"].items() if v["overlays"]},
         "explain": [(p.name, *embed(p)) for p in d["explain_galleries"]],
     }
