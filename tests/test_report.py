@@ -1,5 +1,7 @@
-"""The report stage on a tiny fake project: sections, numbers, optional parts, determinism,
-errors; and (marker ``browser``) the page in headless Chromium."""
+"""The report stage on a tiny fake project (a DVC repository without git, with dvc.yaml
+``plots:``): sections, numbers, charts from DVC's plots, optional parts, determinism, errors;
+and (marker ``browser``) the page in headless Chromium."""
+import base64
 import importlib.util
 import json
 import os
@@ -16,7 +18,7 @@ import yaml
 from PIL import Image
 
 from busdx.config import ConfigError, parse_section
-from busdx.report import collect, figures
+from busdx.report import collect, figures, html as report_html, vega
 from busdx.report.html import NOT_AVAILABLE, SECTIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,8 +79,31 @@ def png(path: Path, size=(60, 40), value=128):
     Image.fromarray(rng.integers(0, 255, (size[1], size[0]), dtype=np.uint8)).save(path)
 
 
+# The charts: dvc.yaml's plots (3 vega plots + 1 image plot, which the report skips: the
+# overlays are embedded from the seg models' files).
+DVC_PLOTS = [
+    {"roc_malignant": {"template": "simple", "title": "ROC", "x": "fpr",
+                       "y": {"plots/lr_hand/roc.csv": "tpr", "plots/multitask/roc.csv": "tpr"}}},
+    {"confusion_lr_hand": {"template": "confusion", "x": "predicted",
+                           "y": {"plots/lr_hand/confusion.csv": "actual"}}},
+    {"dice_histogram": {"template": "bar_horizontal", "x": "count",
+                        "y": {"plots/unet/dice_hist.csv": "bin",
+                              "plots/multitask/dice_hist.csv": "bin"}}},
+    {"plots/unet/overlays.png": {"title": "unet"}},
+]
+
+
+def dvc_init(root: Path, plots: list | None = None) -> None:
+    """A DVC repository without git (`dvc init --no-scm`) whose dvc.yaml has only ``plots:``."""
+    subprocess.run([vega.dvc_executable(), "init", "--no-scm", "-q"], cwd=root, check=True,
+                   capture_output=True)
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"plots": DVC_PLOTS if plots is None
+                                                   else plots}, sort_keys=False))
+
+
 def fake_project(root: Path, full: bool = True, report: dict | None = None) -> Path:
-    """params.yaml + metrics/headline.json; with ``full`` every optional input too."""
+    """params.yaml + metrics/headline.json; with ``full`` every optional input too, and a DVC
+    repository with plot definitions."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(
         {"report": REPORT if report is None else report, "evaluate": EVALUATE}))
@@ -93,6 +118,7 @@ def fake_project(root: Path, full: bool = True, report: dict | None = None) -> P
     })
     if not full:
         return root
+    dvc_init(root)
     write_json(m / "headline_models.json", {
         "classical": {"model": "lr_hand", "selected_by": "cv_score",
                       "cv_metric": "balanced_accuracy", "candidates": {"lr_hand": 0.7}},
@@ -173,6 +199,11 @@ def fake_project(root: Path, full: bool = True, report: dict | None = None) -> P
     return root
 
 
+def svg_texts(html: str) -> list[str]:
+    return [base64.b64decode(b).decode("utf-8")
+            for b in re.findall(r'data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)', html)]
+
+
 def run_stage(root: Path, monkeypatch, *args) -> str:
     monkeypatch.chdir(root)
     load_stage().main(list(args))
@@ -215,8 +246,15 @@ def test_full_report_sections_numbers_and_determinism(tmp_path, monkeypatch):
     # self-contained: images inline, nothing fetched
     assert not re.search(r'(src|href)="(?!data:|#)', html)
     assert "http://" not in html and "https://" not in html
-    # charts: curves, confusion, Dice; images: 3 sheets, 2 overlays, 1 CAM gallery
-    assert html.count("data:image/png;base64,") == 3 + 3 + 2 + 1
+    # images: 3 sheets, 2 overlays, 1 CAM gallery; charts: dvc.yaml's 3 vega plots as SVG
+    assert html.count("data:image/png;base64,") == 3 + 2 + 1
+    assert re.findall(r'alt="dvc plot ([a-z_]+)"', html) == [
+        "roc_malignant", "confusion_lr_hand", "dice_histogram"]
+    assert html.count("data:image/svg+xml;base64,") == 3
+    svgs = svg_texts(html)
+    assert "lr_hand/roc.csv" in svgs[0] and "multitask/roc.csv" in svgs[0]  # DVC's legend
+    assert re.search(r"<text[^>]*>\s*\d+\s*</text>", svgs[1])  # confusion counts drawn
+    assert "Not in dvc.yaml" not in html  # every headline curve model is plotted
     names = re.findall(r'alt="(duplicates_\d+\.png)"', html)
     assert names == ["duplicates_1.png", "duplicates_2.png", "duplicates_10.png"]
     assert 'alt="duplicates_10.png" width="400" height="27"' in html  # downscaled 900 → 400
@@ -240,11 +278,11 @@ def test_minimal_report_marks_optional_parts_not_available(tmp_path, monkeypatch
     for what in ["metrics/explain.json", "CAM galleries", "data/timings", "metrics/audit.json",
                  "duplicate contact sheets", "metrics/split.json", "metrics/headline_peer.json",
                  "metrics for lr_hand, lr_hand_oracle, unet, multitask",
-                 "ROC / PR / calibration", "confusion data", "Dice histograms",
+                 "DVC plots (dvc.yaml not found)", "Dice histograms",
                  "plots/unet/overlays.png", "plots/multitask/overlays.png", "report.references"]:
         assert f"{NOT_AVAILABLE}: " in text and what in text, what
     assert "0.777" in html and "0.654" in html  # the headline itself is there
-    assert "data:image/png" not in html
+    assert "data:image/png" not in html and "data:image/svg" not in html
     assert not (root / "reports").exists()  # --output: nothing written to report.output
 
 
@@ -266,17 +304,30 @@ def test_missing_or_invalid_headline_fails_naming_the_file(tmp_path, monkeypatch
     assert sorted(p.name for p in (root / "reports").iterdir()) == ["index.html"]
 
 
-def test_corrupt_optional_inputs_are_errors_not_gaps(tmp_path, monkeypatch):
+def test_plot_data_missing_is_a_gap_corrupt_is_an_error(tmp_path, monkeypatch):
     root = fake_project(tmp_path / "proj")
+    (root / "plots" / "lr_hand" / "confusion.csv").unlink()
+    html = run_stage(root, monkeypatch, "--output", "r.html")
+    assert (f"{NOT_AVAILABLE}: plot confusion_lr_hand: plots/lr_hand/confusion.csv not found"
+            in visible_text(html))
+    assert re.findall(r'alt="dvc plot ([a-z_]+)"', html) == ["roc_malignant", "dice_histogram"]
     (root / "plots" / "lr_hand" / "roc.csv").write_text("a,b\n1,2\n")
-    monkeypatch.chdir(root)
     with pytest.raises(collect.ReportInputError,
-                       match=r"lr_hand/roc\.csv: columns \['fpr', 'tpr'\]"):
+                       match=r"dvc\.yaml: plots: roc_malignant: .*FieldNotFoundError"):
         load_stage().main([])
     (root / "plots" / "lr_hand" / "roc.csv").write_text("fpr,tpr\n0,0\n1,1\n")
     (root / "plots" / "unet" / "overlays.png").write_bytes(b"not a png")
     with pytest.raises(collect.ReportInputError, match=r"overlays\.png: not a readable image"):
         load_stage().main([])
+
+
+def test_curves_name_headline_models_missing_from_the_plots():
+    d = {"dvcfile": "dvc.yaml", "curves": {"lr_hand": "classical", "effnet": "cls"},
+         "plotted_models": {"lr_hand", "multitask"}}
+    html = report_html.s_curves(d, {"dvc_plots": [], "dvc_plots_missing": []})
+    assert "Headline models: classical: lr_hand, cls: effnet." in html
+    assert "Not in dvc.yaml&#x27;s plots (so not charted): effnet (cls)." in html
+    assert f"{NOT_AVAILABLE}: ROC / PR / calibration plots in dvc.yaml" in html
 
 
 def test_config_section():
@@ -302,13 +353,24 @@ def test_helpers():
     assert collect.resolve_figure("cls.per_class.normal.recall", flat, metrics.get) == 0.3
     assert collect.resolve_figure("cls.nothing", flat, metrics.get) is None
     assert collect.resolve_figure("seg.dice", None, metrics.get) is None
-    df = pd.DataFrame({"actual": ["benign", "normal", "benign"],
-                       "predicted": ["benign", "benign", "malignant"]})
-    order, m = figures.confusion_counts(df, LABELS)
-    assert order == LABELS and m.tolist() == [[0, 1, 0], [0, 1, 1], [0, 0, 0]]
+    assert figures.svg_size('<svg class="marks" width="412" height="85.5" x="0">') == (412, 86)
     version = collect.data_version(None, {"sha256": "x", "source": "s"})
     assert version["from"] == "data/raw/archive.json" and version["source"] == "s"
     assert collect.data_version({"md5": "y"}, None)["algorithm"] == "md5"
+
+
+def test_plotted_models(tmp_path):
+    f = tmp_path / "dvc.yaml"
+    assert collect.plotted_models(f) is None
+    f.write_text(yaml.safe_dump({"stages": {}, "plots": [
+        *DVC_PLOTS, "plots/svm/roc.csv",
+        {"plots/rf/pr.csv": {"x": "recall", "y": ["precision"]}},  # y fields: the id is a file
+        {"cmp": {"x": {"plots/a/x.csv": "f"}, "y": {"plots/b/y.csv": "g", "other/c.csv": "h"}}},
+    ]}))
+    assert collect.plotted_models(f) == {"lr_hand", "multitask", "unet", "svm", "rf", "a", "b"}
+    f.write_text("plots: [")
+    with pytest.raises(collect.ReportInputError, match="dvc.yaml: not valid YAML"):
+        collect.plotted_models(f)
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
@@ -355,7 +417,7 @@ def test_report_renders_in_chromium(tmp_path, monkeypatch):
                 assert heading.is_visible(), title
             # every embedded image decoded (naturalWidth 0 = broken)
             broken = page.evaluate("[...document.images].filter(i => !i.naturalWidth).length")
-            assert broken == 0 and page.evaluate("document.images.length") == 9
+            assert broken == 0 and page.evaluate("document.images.length") == 6 + 3
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
