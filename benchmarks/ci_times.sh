@@ -53,7 +53,7 @@ EOF
     bash scripts/run.sh pipeline dvc.yaml >/dev/null ;;
   *) echo "unknown kind $kind" >&2; exit 2 ;;
 esac
-git add -A && git commit -qm "benchmark: $kind change"
+git add -u && git commit -qm "benchmark: $kind change"   # tracked files only (.venv is a link here)
 unset PYTHONPATH
 git clone -q "$dev" "$ci"
 cd "$ci"
