@@ -241,9 +241,10 @@ def _keep(shot: Path) -> None:
 
 
 @pytest.mark.browser
-def test_dvc_plots_page_renders_offline(browser, tmp_path):
+@pytest.mark.parametrize("command", [["show"], ["diff", "HEAD"]], ids=["show", "diff"])
+def test_dvc_plots_page_renders_offline(browser, tmp_path, command):
     out = tmp_path / "dvc_plots"
-    r = subprocess.run([vega.dvc_executable(), "plots", "show", "-o", str(out)], cwd=REPO,
+    r = subprocess.run([vega.dvc_executable(), "plots", *command, "-o", str(out)], cwd=REPO,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     html = (out / "index.html").read_text(encoding="utf-8")
@@ -260,7 +261,7 @@ def test_dvc_plots_page_renders_offline(browser, tmp_path):
     roc = [n for c, n in marks.items() if "roc_malignant" in c]
     assert roc and min(roc) >= 3  # one line per model
     assert o.page.evaluate("[...document.images].filter(i => !i.naturalWidth).length") == 0
-    shot = tmp_path / "dvc_plots_offline.png"
+    shot = tmp_path / f"dvc_plots_{command[0]}_offline.png"
     o.page.screenshot(path=str(shot))
     _keep(shot)
     assert o.requests == [] and o.problems == []
