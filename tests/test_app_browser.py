@@ -23,18 +23,11 @@ from pathlib import Path
 import pytest
 
 from predict_fixtures import png_bytes, scan, write_models
+from browser_helpers import chromium
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 BUSDX = Path(sys.executable).with_name("busdx")
-
-
-def chromium() -> str | None:
-    for c in (os.environ.get("BUSDX_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-              shutil.which("chromium-browser")):
-        if c and Path(c).is_file() and os.access(c, os.X_OK):
-            return c
-    return None
 
 
 def free_port() -> int:

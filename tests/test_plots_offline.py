@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from browser_helpers import chromium
 from busdx.report import vega
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,14 +183,6 @@ def test_render_dvc_plots_diff_and_errors(tiny_repo, tmp_path):
 
 
 # --- in Chromium, offline ---------------------------------------------------------------
-
-
-def chromium() -> str | None:
-    for c in (os.environ.get("BUSDX_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-              shutil.which("chromium-browser")):
-        if c and Path(c).is_file() and os.access(c, os.X_OK):
-            return c
-    return None
 
 
 # Per chart (a .vega-embed element, or the document's own <svg>): drawn data marks.

@@ -161,10 +161,10 @@ def execute(p: Plan, log) -> None:
     p.ok = rc == 0
 
 
-def run(fresh_budget_s: float | None = None, log=print) -> tuple[list[Plan], float]:
+def run(budget_s: float | None = None, log=print) -> tuple[list[Plan], float]:
     """Plan and execute every pipeline; returns the plans and the wall time spent."""
     budget = yaml.safe_load(BUDGET.read_text()) if BUDGET.exists() else {}
-    limit = fresh_budget_s or 60.0 * float(budget.get("budget_minutes", 32))
+    limit = budget_s or 60.0 * float(budget.get("budget_minutes", 32))
     st, project, ref = state.load(), project_id(), baseline_ref()
     plans = [plan(f, ref, st, project, budget) for f in pipelines(budget)]
     t_start = time.monotonic()
