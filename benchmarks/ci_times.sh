@@ -15,7 +15,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 parent=$(dirname "$src")
 dev=$parent/busdx-ci-$kind-dev
 ci=$parent/busdx-ci-$kind-ci
-state=${BUSDX_GATE_STATE:-${BUSDX_DVC_REMOTE:-$HOME/.cache/busdx/dvc-remote}/../gate-state.json}
+state=$("$src/.venv/bin/python" -c "from busdx.ci import state; print(state.state_path())")
 backup=$(mktemp)
 cp "$state" "$backup" 2>/dev/null || : > "$backup"
 cleanup() {

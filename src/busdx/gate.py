@@ -57,8 +57,8 @@ def load_rules(path: Path | str = RULES) -> list[Rule]:
 
 def _run(args: list[str]) -> str:
     if args[0] == "dvc":  # the dvc of this interpreter's environment, even when not on PATH
-        beside = Path(sys.executable).parent / "dvc"
-        args = [str(beside) if beside.exists() else "dvc", *args[1:]]
+        from busdx.report.vega import dvc_executable
+        args = [dvc_executable(), *args[1:]]
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"{' '.join(args)} failed ({r.returncode}):\n{r.stderr[-2000:]}")

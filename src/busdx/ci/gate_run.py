@@ -6,10 +6,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import yaml
 
 from busdx import gate
 from busdx.ci import incremental, report, selection, state
+from busdx.report.vega import dvc_executable
 
 
 def _old_metrics(files: list[str], ref: str | None, plans, project: str) -> dict:
@@ -41,7 +41,7 @@ def _plots(out_dir: Path, plans, log) -> tuple[list[Path], str]:
 
 def push(log) -> None:
     """Outputs and run-cache to the default remote; a failed push is reported, not fatal."""
-    dvc = incremental.dvc_bin()
+    dvc = dvc_executable()
     r = subprocess.run([dvc, "push", "-q", "--run-cache"], capture_output=True, text=True)
     if r.returncode:
         log(f"gate: `dvc push --run-cache` failed (the verdict stands):\n{r.stderr[-1500:]}")
@@ -82,9 +82,8 @@ def record_fresh(rules_path: Path, log=print) -> int:
     machine's baseline (its committed locks, not the workspace's re-run ones)."""
     rules = gate.load_rules(rules_path)
     fresh = gate.workspace_metrics(sorted({r.file for r in rules}))
-    budget = yaml.safe_load(incremental.BUDGET.read_text()) if incremental.BUDGET.exists() else {}
     plans = []
-    for f in incremental.pipelines(budget):
+    for f in incremental.pipelines(incremental.load_budget()):
         lock = incremental.lock_at("HEAD", f) or {}
         plans.append(incremental.Plan(f, "fresh rebuild", None, lock, []))
     push(log)

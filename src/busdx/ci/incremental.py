@@ -16,15 +16,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from busdx import gate
 from busdx.ci import selection, state
+from busdx.report.vega import dvc_executable
 
 BUDGET = Path("ci/gate_budget.yaml")
 RUNNING = re.compile(r"Running stage '(?:[^']*:)?([^']+)'")
@@ -51,11 +50,6 @@ class Plan:
         return f"{self.dvcfile}:{stage}"
 
 
-def dvc_bin() -> str:
-    beside = Path(sys.executable).parent / "dvc"
-    return str(beside) if beside.exists() else "dvc"
-
-
 def git(*args: str, check: bool = True) -> str:
     r = subprocess.run(["git", *args], capture_output=True, text=True)
     if check and r.returncode:
@@ -80,6 +74,10 @@ def baseline_ref() -> str | None:
 def lock_at(ref: str, dvcfile: str) -> dict | None:
     text = git("show", f"{ref}:{Path(dvcfile).with_suffix('.lock').as_posix()}", check=False)
     return yaml.safe_load(text) if text else None
+
+
+def load_budget() -> dict:
+    return yaml.safe_load(BUDGET.read_text()) or {} if BUDGET.exists() else {}
 
 
 def pipelines(budget: dict) -> list[str]:
@@ -143,7 +141,7 @@ def missing_producers(p: Plan) -> list[str]:
 
 def execute(p: Plan, log) -> None:
     """Restore the changed stages' producers, then re-execute the changed stages."""
-    dvc = dvc_bin()
+    dvc = dvc_executable()
     producers = selection.upstream_of(p.head_lock, p.changed)
     if producers:
         subprocess.run([dvc, "pull", "--allow-missing", "-q", *map(p.target, producers)])
@@ -163,7 +161,7 @@ def execute(p: Plan, log) -> None:
 
 def run(budget_s: float | None = None, log=print) -> tuple[list[Plan], float]:
     """Plan and execute every pipeline; returns the plans and the wall time spent."""
-    budget = yaml.safe_load(BUDGET.read_text()) if BUDGET.exists() else {}
+    budget = load_budget()
     limit = budget_s or 60.0 * float(budget.get("budget_minutes", 32))
     st, project, ref = state.load(), project_id(), baseline_ref()
     plans = [plan(f, ref, st, project, budget) for f in pipelines(budget)]

@@ -12,6 +12,8 @@ import json
 
 import networkx as nx
 
+from busdx.gate import flatten
+
 
 def _normalised(entry: dict) -> str:
     """An entry as canonical text: dep/out lists sorted by path, key order ignored."""
@@ -78,18 +80,9 @@ def changed_params(base: dict | None, head: dict) -> dict[str, tuple[object, obj
         out = {}
         for e in stage_entries(lock).values():
             for values in (e.get("params") or {}).values():
-                out.update(_flatten(values))
+                out.update(flatten(values))
         return out
     old, new = flat(base), flat(head)
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)}
 
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
